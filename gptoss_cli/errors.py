@@ -1,0 +1,25 @@
+"""Errors a user can cause (bad file, bad option, bad input).
+
+The CLI turns any GptossError into one line on stderr and a non-zero exit code;
+anything else is a bug and may show a traceback.
+"""
+
+from __future__ import annotations
+
+
+class GptossError(Exception):
+    """Base class for user-facing errors; str(err) is the one line shown."""
+
+    exit_code: int = 1
+
+
+class ModelFileError(GptossError):
+    """The model file is missing, not a GGUF, truncated, or not a usable gpt-oss model."""
+
+
+class UnsupportedTensorType(ModelFileError):
+    """A tensor uses a GGML type the runtime has no kernel for."""
+
+
+class InputError(GptossError):
+    """User input is unusable: not UTF-8, too long for the context, malformed JSON."""
