@@ -1,0 +1,95 @@
+"""The runtime against transformers' float32 GptOssForCausalLM on tiny random models.
+
+Each model's float weights are exactly the values stored in its GGUF (MXFP4
+experts, BF16 or Q8_0 dense weights), so any difference is the runtime's own.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tiny_models import TinySpec, build_tiny_model
+
+from gptoss_cli import load_model
+
+SPECS = {
+    # window shorter than the sequence, GQA 4:1, top-2 of 4
+    "l2-e4-k2-gqa4-w16-bf16": TinySpec(
+        n_layers=2, n_experts=4, top_k=2, hidden=64, expert_ffn=64, n_heads=4, n_kv_heads=1,
+        head_dim=16, vocab=512, sliding_window=16, context_length=1024, seed=1, dense="bf16",
+    ),
+    # window longer than the sequence, GQA 4:1, top-4 of 8
+    "l3-e8-k4-gqa4-w512-bf16": TinySpec(
+        n_layers=3, n_experts=8, top_k=4, hidden=96, expert_ffn=64, n_heads=8, n_kv_heads=2,
+        head_dim=32, vocab=1000, sliding_window=512, context_length=1024, seed=2, dense="bf16",
+    ),
+    # no grouping, 4 layers, 16 experts, Q8_0 dense weights as ggml-org publishes
+    "l4-e16-k4-mha-w32-q8": TinySpec(
+        n_layers=4, n_experts=16, top_k=4, hidden=128, expert_ffn=96, n_heads=8, n_kv_heads=8,
+        head_dim=16, vocab=800, sliding_window=32, context_length=1024, seed=3, dense="q8_0",
+    ),
+    # the first shape again with Q8_0 dense weights, real head_dim 64
+    "l2-e4-k2-gqa2-w16-q8-hd64": TinySpec(
+        n_layers=2, n_experts=4, top_k=2, hidden=64, expert_ffn=64, n_heads=4, n_kv_heads=2,
+        head_dim=64, vocab=512, sliding_window=16, context_length=1024, seed=4, dense="q8_0",
+    ),
+}
+SEQ_LEN = 300
+
+
+@pytest.fixture(scope="module", params=sorted(SPECS))
+def tiny(request, tmp_path_factory):
+    spec = SPECS[request.param]
+    model = build_tiny_model(spec, tmp_path_factory.mktemp(request.param))
+    ids = np.random.default_rng(spec.seed + 100).integers(0, spec.vocab, SEQ_LEN)
+    return model, ids, model.reference_logits(ids)
+
+
+def test_logits_match_transformers(tiny):
+    model, ids, ref = tiny
+    m = load_model(model.gguf_path, threads=2)
+    ours = m.logits(ids)
+    assert ours.shape == ref.shape and ours.dtype == np.float32
+    agree = float(np.mean(ours.argmax(-1) == ref.argmax(-1)))
+    rel_mae = float(np.mean(np.abs(ours - ref)) / ref.std())
+    print(f"top-1 agreement {agree:.4f}, mean |err| / std {rel_mae:.2e}")
+    assert agree >= 0.995
+    assert rel_mae <= 0.002
+
+
+def test_incremental_decoding_equals_full_pass(tiny):
+    model, ids, _ = tiny
+    m = load_model(model.gguf_path, threads=2)
+    full = m.logits(ids)
+    window = model.config.sliding_window
+    prefill = max(1, window - 5)  # decode steps then cross the window boundary
+    steps = min(len(ids), prefill + window + 10)
+    m.reset()
+    got = [m.feed(ids[:prefill], all_logits=True)]
+    for t in range(prefill, steps):
+        got.append(m.feed(ids[t : t + 1])[None, :])
+    got = np.concatenate(got)
+    ref = full[:steps]
+    assert np.max(np.abs(got - ref)) <= 1e-4 * np.max(np.abs(ref))
+
+
+def test_chunked_prefill_equals_one_block(tiny, monkeypatch):
+    model, ids, _ = tiny
+    m = load_model(model.gguf_path, threads=1)
+    full = m.logits(ids)
+    monkeypatch.setattr("gptoss_cli.model.PREFILL_CHUNK", 37)
+    chunked = m.logits(ids)
+    assert np.max(np.abs(chunked - full)) <= 1e-4 * np.max(np.abs(full))
+
+
+def test_weights_are_views_of_the_file_map(tiny):
+    model, _, _ = tiny
+    m = load_model(model.gguf_path)
+    w = m._t.w
+    mats = [w.token_embd.data, w.output.data]
+    for layer in w.layers:
+        mats += [layer.wq.data, layer.wk.data, layer.wv.data, layer.wo.data, layer.router.data,
+                 layer.gate.data, layer.up.data, layer.down.data, layer.attn_norm, layer.sinks]
+    for arr in mats:
+        assert np.shares_memory(arr, m.gguf.data)
