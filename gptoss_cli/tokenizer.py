@@ -1,0 +1,234 @@
+"""o200k_harmony tokenizer built from a GGUF's tokenizer metadata.
+
+The GGUF stores the byte-pair tokens in GPT-2's byte-to-unicode spelling, with
+token id == byte-pair rank (DESIGN section 3). We turn the strings back into
+bytes, hand the ranks, the o200k pre-tokenization pattern and the special
+tokens to tiktoken (built in memory, nothing downloaded) and use it as the
+engine. The merges list is not needed: a rank-based BPE reproduces it.
+"""
+
+from __future__ import annotations
+
+import codecs
+import os
+from collections.abc import Iterable, Sequence
+
+from .errors import InputError, ModelFileError
+from .tokenizer_arrays import (
+    TOKEN_TYPE_BYTE,
+    TOKEN_TYPE_CONTROL,
+    TOKEN_TYPE_NORMAL,
+    TOKEN_TYPE_USER_DEFINED,
+    TokenizerArrays,
+    read_tokenizer_arrays,
+    token_string_to_bytes,
+)
+
+# The o200k pre-tokenization regular expression (tiktoken's o200k_base pat_str,
+# llama.cpp's "gpt-4o" pre-tokenizer).
+O200K_PATTERN = "|".join(
+    [
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]*[\p{Ll}\p{Lm}\p{Lo}\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""[^\r\n\p{L}\p{N}]?[\p{Lu}\p{Lt}\p{Lm}\p{Lo}\p{M}]+[\p{Ll}\p{Lm}\p{Lo}\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?""",
+        r"""\p{N}{1,3}""",
+        r""" ?[^\s\p{L}\p{N}]+[\r\n/]*""",
+        r"""\s*[\r\n]+""",
+        r"""\s+(?!\S)""",
+        r"""\s+""",
+    ]
+)
+
+# GGUF `tokenizer.ggml.pre` values whose pre-tokenizer is the o200k pattern.
+_PRE_PATTERNS = {"gpt-4o": O200K_PATTERN}
+
+
+def _check_text(text: str) -> None:
+    """Refuse strings that are not valid Unicode text (lone surrogates from undecodable input)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InputError("input is not valid UTF-8 text") from None
+    except AttributeError:
+        raise InputError(f"expected text, got {type(text).__name__}") from None
+
+
+class Tokenizer:
+    """Encode/decode with the o200k_harmony vocabulary of a gpt-oss GGUF."""
+
+    def __init__(self, arrays: TokenizerArrays):
+        import tiktoken
+
+        if arrays.model != "gpt2":
+            raise ModelFileError(f"unsupported tokenizer model {arrays.model!r} (expected 'gpt2', byte-level BPE)")
+        pattern = _PRE_PATTERNS.get(arrays.pre)
+        if pattern is None:
+            raise ModelFileError(
+                f"unsupported pre-tokenizer {arrays.pre!r} (expected 'gpt-4o', the o200k pattern of gpt-oss)"
+            )
+        tokens, types = arrays.tokens, arrays.token_types
+        if len(tokens) != len(types):
+            raise ModelFileError("malformed tokenizer: token and token-type arrays have different lengths")
+        ranks: dict[bytes, int] = {}
+        special: dict[str, int] = {}
+        unused: set[int] = set()
+        for i, (tok, ty) in enumerate(zip(tokens, types)):
+            if ty == TOKEN_TYPE_NORMAL or ty == TOKEN_TYPE_BYTE:
+                try:
+                    b = token_string_to_bytes(tok)
+                except UnicodeEncodeError:
+                    raise ModelFileError(
+                        f"malformed tokenizer: token {i} ({tok!r}) is not in GPT-2 byte-level spelling"
+                    ) from None
+                if b in ranks:
+                    raise ModelFileError(f"malformed tokenizer: tokens {ranks[b]} and {i} have the same bytes")
+                ranks[b] = i
+            elif ty == TOKEN_TYPE_CONTROL or ty == TOKEN_TYPE_USER_DEFINED:
+                if tok in special:
+                    raise ModelFileError(f"malformed tokenizer: special token {tok!r} appears twice")
+                special[tok] = i
+            else:  # UNUSED / UNKNOWN: no bytes, never produced by encode
+                unused.add(i)
+        missing = [b for b in range(256) if bytes([b]) not in ranks]
+        if missing:
+            raise ModelFileError(f"malformed tokenizer: no token for the single byte 0x{missing[0]:02x}")
+        try:
+            self._enc = tiktoken.Encoding(
+                name="o200k_harmony",
+                pat_str=pattern,
+                mergeable_ranks=ranks,
+                special_tokens=special,
+            )
+        except Exception as e:  # tiktoken refuses inconsistent vocabularies
+            raise ModelFileError(f"malformed tokenizer: {e}") from None
+        self._special = special
+        self._special_ids = frozenset(special.values())
+        self._unused = frozenset(unused)
+        self._vocab_size = len(tokens)
+        self.bos_id = arrays.bos_id
+        self.eos_id = arrays.eos_id
+        self.padding_id = arrays.padding_id
+
+    # -- construction ---------------------------------------------------
+
+    @classmethod
+    def from_arrays(cls, arrays: TokenizerArrays) -> "Tokenizer":
+        return cls(arrays)
+
+    @classmethod
+    def from_gguf(cls, path: str | os.PathLike[str]) -> "Tokenizer":
+        return cls(read_tokenizer_arrays(path, with_merges=False))
+
+    # -- properties -----------------------------------------------------
+
+    @property
+    def vocab_size(self) -> int:
+        return self._vocab_size
+
+    @property
+    def special_tokens(self) -> dict[str, int]:
+        return dict(self._special)
+
+    def token_id(self, special_name: str) -> int:
+        """Id of a special token such as '<|start|>'. KeyError if the vocabulary has none."""
+        try:
+            return self._special[special_name]
+        except KeyError:
+            raise KeyError(f"no special token {special_name!r} in this vocabulary") from None
+
+    def is_special(self, token_id: int) -> bool:
+        return token_id in self._special_ids
+
+    # -- encoding -------------------------------------------------------
+
+    def encode(self, text: str, allow_special: bool = False) -> list[int]:
+        """Token ids of `text`. Special-token spellings are ordinary text unless allow_special."""
+        _check_text(text)
+        if allow_special:
+            return self._enc.encode(text, allowed_special="all", disallowed_special=())
+        return self._enc.encode_ordinary(text)
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        return self.encode(text, allow_special=False)
+
+    def encode_batch(self, texts: Sequence[str], allow_special: bool = False) -> list[list[int]]:
+        return [self.encode(t, allow_special=allow_special) for t in texts]
+
+    # -- decoding -------------------------------------------------------
+
+    def _validate_ids(self, ids: Iterable[int]) -> list[int]:
+        out = []
+        n = self._vocab_size
+        for t in ids:
+            if isinstance(t, bool) or not isinstance(t, int):
+                try:
+                    import numpy as np  # numpy integers are fine
+
+                    if isinstance(t, np.integer):
+                        t = int(t)
+                    else:
+                        raise TypeError
+                except (ImportError, TypeError):
+                    raise InputError(f"token ids must be integers, got {t!r}") from None
+            if not 0 <= t < n:
+                raise InputError(f"token id {t} is outside the vocabulary (0..{n - 1})")
+            out.append(t)
+        return out
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """Bytes of one token (special tokens give their name; unused ids give b'')."""
+        (t,) = self._validate_ids([token_id])
+        if t in self._unused:
+            return b""
+        return self._enc.decode_single_token_bytes(t)
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        ids = self._validate_ids(ids)
+        if self._unused:
+            ids = [t for t in ids if t not in self._unused]
+        return self._enc.decode_bytes(ids)
+
+    def decode(self, ids: Iterable[int], errors: str = "replace") -> str:
+        """Text of `ids`; bytes that are not UTF-8 become U+FFFD (errors='strict' raises InputError)."""
+        data = self.decode_bytes(ids)
+        try:
+            return data.decode("utf-8", errors=errors)
+        except UnicodeDecodeError:
+            raise InputError("tokens do not decode to valid UTF-8 text") from None
+
+    def stream_decoder(self) -> "StreamDecoder":
+        return StreamDecoder(self)
+
+
+class StreamDecoder:
+    """Incremental detokenizer: feed ids, get text, never half a UTF-8 character.
+
+    Bytes of an incomplete character are held back until the rest arrives;
+    bytes that can never become valid UTF-8 come out as U+FFFD. Call flush()
+    at the end to get whatever is held back.
+    """
+
+    def __init__(self, tokenizer: Tokenizer):
+        self._tok = tokenizer
+        self._dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
+
+    def feed(self, ids: int | Iterable[int]) -> str:
+        if isinstance(ids, int):
+            ids = [ids]
+        return self._dec.decode(self._tok.decode_bytes(ids), final=False)
+
+    def flush(self) -> str:
+        out = self._dec.decode(b"", final=True)
+        self._dec.reset()
+        return out
+
+    @property
+    def pending_bytes(self) -> bytes:
+        return self._dec.getstate()[0]
+
+
+def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
+    """Tokenizer of the GGUF at `path` (ModelFileError when it has none or an unusable one)."""
+    return Tokenizer.from_gguf(path)
+
+
+__all__ = ["Tokenizer", "StreamDecoder", "load_tokenizer", "O200K_PATTERN"]
