@@ -144,7 +144,7 @@ class GGUFFile:
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
         if not self.path.exists():
-            raise ModelFileError(f"{self.path}: no such file")
+            raise ModelFileError(f"{self.path}: file not found")
         if self.path.is_dir():
             raise ModelFileError(f"{self.path}: is a directory, not a GGUF file")
         size = self.path.stat().st_size

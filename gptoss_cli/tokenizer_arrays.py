@@ -9,21 +9,21 @@ spelling, the merges derived from the ranks (one merge per way a token splits
 into two tokens, ordered by the token's rank, then by the ranks of the two
 halves), NORMAL type for byte-pair tokens and CONTROL for special ones.
 
-`read_tokenizer_arrays(path)` reads the same fields back from a GGUF file. It
-walks the header and key-value section itself over a memory map (about 0.2 s
-for the real vocabulary, against about 15 s for gguf-py's GGUFReader, which
-builds a NumPy view per string); tests check it against GGUFReader. It is the
-one place to swap in gptoss_cli/gguf_file.py once that exists.
+`read_tokenizer_arrays(path)` reads the same fields back from a GGUF file through
+gptoss_cli/gguf_file.py (string arrays decoded on demand; gguf-py's GGUFReader
+takes about 15 s on the real vocabulary); tests check it against GGUFReader.
 """
 
 from __future__ import annotations
 
-import mmap
 import os
-import struct
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from .errors import ModelFileError
+
+if TYPE_CHECKING:
+    from .gguf_file import GGUFFile
 
 # gguf.TokenType values (gguf/constants.py); kept here so this module stays cheap to import.
 TOKEN_TYPE_NORMAL = 1
@@ -180,189 +180,64 @@ def from_tiktoken_ranks(
 
 # --- reading GGUF -----------------------------------------------------------
 
-# GGUF value types -> struct format of one element (fixed-size types only).
-_GGUF_FIXED = {0: "B", 1: "b", 2: "H", 3: "h", 4: "I", 5: "i", 6: "f", 7: "?", 10: "Q", 11: "q", 12: "d"}
-_GGUF_STRING = 8
-_GGUF_ARRAY = 9
-_TOKENIZER_KEYS = {
-    "tokenizer.ggml.model",
-    "tokenizer.ggml.pre",
-    "tokenizer.ggml.tokens",
-    "tokenizer.ggml.token_type",
-    "tokenizer.ggml.merges",
-    "tokenizer.ggml.bos_token_id",
-    "tokenizer.ggml.eos_token_id",
-    "tokenizer.ggml.padding_token_id",
-}
-
-
-class _Truncated(Exception):
-    pass
-
-
-def _read_tokenizer_kv(buf, *, with_merges: bool) -> dict[str, object]:
-    """Walk a GGUF header and key-value section; return the tokenizer keys' values.
-
-    Pure Python over a memory map: string arrays are decoded only for the keys
-    we want (merges only when asked), everything else is skipped by length.
-    """
-    n = len(buf)
-    if n < 24:
-        raise _Truncated
-    version_le = struct.unpack_from("<I", buf, 4)[0]
-    if 1 <= version_le <= 0xFFFF:
-        e = "<"
-        version = version_le
-    else:
-        e = ">"
-        version = struct.unpack_from(">I", buf, 4)[0]
-    if version < 2:
-        raise ModelFileError(f"unsupported GGUF version {version} (need 2 or newer)")
-    u32 = struct.Struct(e + "I")
-    u64 = struct.Struct(e + "Q")
-    _, kv_count = struct.unpack_from(e + "QQ", buf, 8)
-    pos = 24
-    out: dict[str, object] = {}
-    u64_unpack = u64.unpack_from
-    u32_unpack = u32.unpack_from
-
-    def read_str(p: int) -> tuple[bytes, int]:
-        (ln,) = u64_unpack(buf, p)
-        p += 8
-        if p + ln > n:
-            raise _Truncated
-        return buf[p : p + ln], p + ln
-
-    for _ in range(kv_count):
-        if pos + 12 > n:
-            raise _Truncated
-        key_b, pos = read_str(pos)
-        (vtype,) = u32_unpack(buf, pos)
-        pos += 4
-        key = key_b.decode("utf-8", "replace")
-        want = key in _TOKENIZER_KEYS
-        if vtype in _GGUF_FIXED:
-            st = struct.Struct(e + _GGUF_FIXED[vtype])
-            if pos + st.size > n:
-                raise _Truncated
-            if want:
-                out[key] = st.unpack_from(buf, pos)[0]
-            pos += st.size
-        elif vtype == _GGUF_STRING:
-            sb, pos = read_str(pos)
-            if want:
-                out[key] = sb.decode("utf-8")
-        elif vtype == _GGUF_ARRAY:
-            if pos + 12 > n:
-                raise _Truncated
-            (etype,) = u32_unpack(buf, pos)
-            (count,) = u64_unpack(buf, pos + 4)
-            pos += 12
-            if etype in _GGUF_FIXED:
-                st = struct.Struct(e + _GGUF_FIXED[etype])
-                end = pos + count * st.size
-                if end > n:
-                    raise _Truncated
-                if want:
-                    out[key] = [v[0] for v in struct.iter_unpack(e + _GGUF_FIXED[etype], buf[pos:end])]
-                pos = end
-            elif etype == _GGUF_STRING:
-                decode = want and (key != "tokenizer.ggml.merges" or with_merges)
-                if decode:
-                    items: list[str] = []
-                    append = items.append
-                    for _ in range(count):
-                        (ln,) = u64_unpack(buf, pos)
-                        pos += 8
-                        end = pos + ln
-                        if end > n:
-                            raise _Truncated
-                        append(buf[pos:end].decode("utf-8"))
-                        pos = end
-                    out[key] = items
-                else:
-                    for _ in range(count):
-                        (ln,) = u64_unpack(buf, pos)
-                        pos += 8 + ln
-                    if pos > n:
-                        raise _Truncated
-                    if want:
-                        out[key] = count  # merges present but not decoded
-            else:
-                raise ModelFileError(f"unsupported GGUF array element type {etype} for key {key}")
-        else:
-            raise ModelFileError(f"unsupported GGUF value type {vtype} for key {key}")
-    return out
-
-
-def read_tokenizer_arrays(path: str | os.PathLike[str], *, with_merges: bool = True) -> TokenizerArrays:
-    """Read the tokenizer keys of a GGUF file. Raises ModelFileError for anything unusable.
+def tokenizer_arrays_from_gguf(gf: "GGUFFile", *, with_merges: bool = True) -> TokenizerArrays:
+    """The tokenizer keys of an open GGUF file. Raises ModelFileError for anything unusable.
 
     with_merges=False leaves `merges` empty (the rank-based tokenizer does not
     need them; skipping saves decoding ~446k strings).
     """
-    path = os.fspath(path)
-    if not os.path.exists(path):
-        raise ModelFileError(f"model file not found: {path}")
-    if os.path.isdir(path):
-        raise ModelFileError(f"model path is a directory, not a GGUF file: {path}")
-    try:
-        with open(path, "rb") as f:
-            if f.read(4) != b"GGUF":
-                raise ModelFileError(f"not a GGUF file (bad magic): {path}")
-            try:
-                buf = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-            except ValueError:  # empty file cannot be mapped
-                raise ModelFileError(f"GGUF file is truncated: {path}") from None
-    except OSError as e:
-        raise ModelFileError(f"cannot read model file {path}: {e.strerror or e}") from None
-    try:
-        kv = _read_tokenizer_kv(buf, with_merges=with_merges)
-    except (_Truncated, struct.error):
-        raise ModelFileError(f"GGUF file is truncated or damaged: {path}") from None
-    except UnicodeDecodeError:
-        raise ModelFileError(f"malformed tokenizer metadata in {path}: a string is not UTF-8") from None
-    finally:
-        buf.close()
+    from .gguf_file import StringArray
 
+    md = gf.metadata
+    path = gf.path
     for key in ("tokenizer.ggml.model", "tokenizer.ggml.tokens"):
-        if key not in kv:
-            raise ModelFileError(f"GGUF file has no tokenizer (missing key {key}): {path}")
+        if key not in md:
+            raise ModelFileError(f"{path}: GGUF file has no tokenizer (missing key {key})")
     try:
-        tokens = kv["tokenizer.ggml.tokens"]
-        if not isinstance(tokens, list):
+        tokens = md["tokenizer.ggml.tokens"]
+        if not isinstance(tokens, StringArray):
             raise TypeError("tokenizer.ggml.tokens is not an array of strings")
-        token_types = kv.get("tokenizer.ggml.token_type")
+        token_types = md.get("tokenizer.ggml.token_type")
         if token_types is None:
-            token_types = [TOKEN_TYPE_NORMAL] * len(tokens)
-        if not isinstance(token_types, list) or len(token_types) != len(tokens):
+            types = [TOKEN_TYPE_NORMAL] * len(tokens)
+        elif isinstance(token_types, StringArray) or len(token_types) != len(tokens):
             raise TypeError("token and token-type arrays disagree")
-        merges = kv.get("tokenizer.ggml.merges", [])
-        if not isinstance(merges, list):
-            merges = []  # present but skipped (with_merges=False)
+        else:
+            types = [int(t) for t in token_types.tolist()]
+        merges = md.get("tokenizer.ggml.merges")
+        merge_list = merges.tolist() if with_merges and isinstance(merges, StringArray) else []
 
         def opt_int(key: str) -> int | None:
-            v = kv.get(key)
-            return None if v is None else int(v)  # type: ignore[arg-type]
+            v = md.get(key)
+            return None if v is None else int(v)
 
         return TokenizerArrays(
-            tokens=tokens,
-            token_types=[int(t) for t in token_types],
-            merges=merges,
+            tokens=tokens.tolist(),
+            token_types=types,
+            merges=merge_list,
             bos_id=opt_int("tokenizer.ggml.bos_token_id"),
             eos_id=opt_int("tokenizer.ggml.eos_token_id"),
             padding_id=opt_int("tokenizer.ggml.padding_token_id"),
-            model=str(kv["tokenizer.ggml.model"]),
-            pre=str(kv.get("tokenizer.ggml.pre", "")),
+            model=str(md["tokenizer.ggml.model"]),
+            pre=str(md.get("tokenizer.ggml.pre", "")),
         )
     except (TypeError, ValueError) as e:
-        raise ModelFileError(f"malformed tokenizer metadata in {path}: {e}") from None
+        raise ModelFileError(f"{path}: malformed tokenizer metadata: {e}") from None
+
+
+def read_tokenizer_arrays(path: str | os.PathLike[str], *, with_merges: bool = True) -> TokenizerArrays:
+    """Open a GGUF file and read its tokenizer keys (see tokenizer_arrays_from_gguf)."""
+    from .gguf_file import GGUFFile
+
+    with GGUFFile(path) as gf:
+        return tokenizer_arrays_from_gguf(gf, with_merges=with_merges)
 
 
 __all__ = [
     "TokenizerArrays",
     "from_tiktoken_ranks",
     "read_tokenizer_arrays",
+    "tokenizer_arrays_from_gguf",
     "derive_merges",
     "token_bytes_to_string",
     "token_string_to_bytes",

@@ -81,7 +81,7 @@ def test_tensor_views_equal_gguf_py_bytes_and_share_the_map(sample):
 
 
 def test_missing_file(tmp_path):
-    with pytest.raises(ModelFileError, match="no such file"):
+    with pytest.raises(ModelFileError, match="not found"):
         GGUFFile(tmp_path / "nope.gguf")
 
 
