@@ -1,4 +1,36 @@
 """Numba kernels for gptoss (installed as `gptoss_kernels`).
 
 Kernels take NumPy arrays and scalars only: no I/O, no model objects, no CLI.
+
+Modules, one job each:
+    ggml_types  type ids, block geometry, storage layout of a row
+    decode      scalar decoders (f16, bf16, E8M0 scale, E2M1 nibble) for use in kernels
+    dequant     stored rows -> float32, bit-exact with gguf.quants
+    matvec      decode-time fused dequantize x vector kernels (one per type)
+    matmul      prefill-time tiled dequantize x matrix kernels (one per type)
+    linear      public matvec / expert_matvec / matmul with checks and dispatch
+    norms       rmsnorm
+    rope        half-split rotary embedding
+    attention   causal GQA attention with sinks, sliding window, ring cache
+    moe         router top-k, clamped SwiGLU
+    validate    argument checks shared by the public functions
 """
+
+from .attention import attention
+from .dequant import dequantize
+from .linear import expert_matvec, matmul, matvec
+from .moe import router_topk, swiglu
+from .norms import rmsnorm
+from .rope import apply_rope
+
+__all__ = [
+    "apply_rope",
+    "attention",
+    "dequantize",
+    "expert_matvec",
+    "matmul",
+    "matvec",
+    "rmsnorm",
+    "router_topk",
+    "swiglu",
+]

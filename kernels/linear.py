@@ -1,0 +1,79 @@
+"""Public entry points for weight products: matvec, expert_matvec, matmul.
+
+Each checks its arguments (the kernels do no bounds checks), normalizes the
+arrays to one compiled signature per weight type, and dispatches on the ggml
+type id. ``out`` arrays are written in place.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from . import ggml_types as gt
+from . import matmul as _mm
+from . import matvec as _mv
+from .validate import as_input, as_weight, check_output, readonly
+
+_EXPERT_MATVEC = {
+    gt.F32: _mv.expert_matvec_f32,
+    gt.F16: _mv.expert_matvec_f16,
+    gt.BF16: _mv.expert_matvec_bf16,
+    gt.Q8_0: _mv.expert_matvec_q8_0,
+    gt.MXFP4: _mv.expert_matvec_mxfp4,
+}
+
+_MATMUL = {
+    gt.F32: _mm.matmul_f32,
+    gt.F16: _mm.matmul_f16,
+    gt.BF16: _mm.matmul_bf16,
+    gt.Q8_0: _mm.matmul_q8_0,
+    gt.MXFP4: _mm.matmul_mxfp4,
+}
+
+_EXPERT0 = readonly(np.zeros(1, dtype=np.int64))
+
+
+def expert_matvec(ggml_type: int, w3: np.ndarray, experts: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    """out[i] = W[experts[i]] @ x[i] for every i, in one parallel launch.
+
+    w3: stacked expert weights ``[n_experts, rows, width]`` in storage form;
+    experts: ``k`` expert ids; x: float32 ``[k, cols]``; out: float32 ``[k, rows]``.
+    """
+    x = as_input(x, "x")
+    if x.ndim != 2:
+        raise ValueError(f"x must be [k, cols], got shape {x.shape}")
+    k, cols = x.shape
+    w3 = as_weight(ggml_type, w3, cols, min_ndim=3, max_ndim=3)
+    idx = readonly(np.ascontiguousarray(experts, dtype=np.int64).reshape(-1))
+    if idx.shape[0] != k:
+        raise ValueError(f"{idx.shape[0]} expert ids for {k} input rows")
+    if k and (idx.min() < 0 or idx.max() >= w3.shape[0]):
+        raise ValueError(f"expert id out of range 0..{w3.shape[0] - 1}")
+    check_output(out, "out", (k, w3.shape[1]))
+    if k and w3.shape[1]:
+        _EXPERT_MATVEC[ggml_type](w3, idx, x, out)
+
+
+def matvec(ggml_type: int, w: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    """out = W @ x for one vector (the decode step). w: ``[rows, width]``, x: ``[cols]``, out: ``[rows]``."""
+    x = as_input(x, "x")
+    if x.ndim != 1:
+        raise ValueError(f"x must be 1-D, got shape {x.shape}")
+    w = as_weight(ggml_type, w, x.shape[0])
+    check_output(out, "out", (w.shape[0],))
+    if w.shape[0]:
+        _EXPERT_MATVEC[ggml_type](w[None], _EXPERT0, x[None], out[None])
+
+
+def matmul(ggml_type: int, w: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+    """out = X @ W.T for a block of tokens (prefill). X: ``[T, cols]``, out: ``[T, rows]``.
+
+    An expert's matrix is passed as the 2-D view ``w3[e]``.
+    """
+    x = as_input(x, "X")
+    if x.ndim != 2:
+        raise ValueError(f"X must be [T, cols], got shape {x.shape}")
+    w = as_weight(ggml_type, w, x.shape[1])
+    check_output(out, "out", (x.shape[0], w.shape[0]))
+    if x.shape[0] and w.shape[0]:
+        _MATMUL[ggml_type](w, x, out)
