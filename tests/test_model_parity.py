@@ -53,7 +53,7 @@ def test_logits_match_transformers(tiny):
     assert ours.shape == ref.shape and ours.dtype == np.float32
     agree = float(np.mean(ours.argmax(-1) == ref.argmax(-1)))
     rel_mae = float(np.mean(np.abs(ours - ref)) / ref.std())
-    print(f"top-1 agreement {agree:.4f}, mean |err| / std {rel_mae:.2e}")
+    print(f"\n{model.gguf_path.parent.name}: top-1 agreement {agree:.4f}, mean |err| / std {rel_mae:.2e}")
     assert agree >= 0.995
     assert rel_mae <= 0.002
 
