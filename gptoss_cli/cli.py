@@ -137,22 +137,148 @@ def harmony_parse_cmd(
     parse(model, tokens, as_json=as_json, role=role.value)
 
 
+@app.command("models")
+def models_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Print the list as JSON."),
+) -> None:
+    """List known models (models.toml) and downloaded files, with their local paths."""
+    from .registry import show_models
+
+    show_models(as_json=as_json)
+
+
+@app.command("pull")
+def pull_cmd(
+    model: str = typer.Argument(..., help="A model name or alias (see: gptoss models), or an http(s) URL of a GGUF file."),
+    force: bool = typer.Option(False, "--force", help="Download again even if the file is already there."),
+    offline: bool = typer.Option(
+        False, "--offline", help="Refuse to use the network (also GPTOSS_OFFLINE=1)."
+    ),
+    sha256: Optional[str] = typer.Option(
+        None, "--sha256", help="Expected sha256 of the file (for a URL, or to override models.toml)."
+    ),
+) -> None:
+    """Download a model into the models directory (resumable, sha256-verified when the digest is known)."""
+    from .pull import pull_command
+
+    code = pull_command(model, force=force, offline=offline, sha256=sha256)
+    if code:
+        raise typer.Exit(code)
+
+
+class Effort(str, Enum):
+    low = "low"
+    medium = "medium"
+    high = "high"
+
+
+@app.command("run")
+def run_cmd(
+    prompt: Optional[str] = typer.Argument(
+        None, help="The prompt. Piped standard input is appended after it.", show_default=False
+    ),
+    model: Optional[str] = typer.Option(
+        None, "--model", "-m", help="GGUF path, or a model name or alias (see: gptoss models).", show_default=False
+    ),
+    file: Optional[str] = typer.Option(None, "--file", "-f", help="Read the prompt (after PROMPT) from a file; '-' for stdin."),
+    system: Optional[str] = typer.Option(None, "--system", help="Developer instructions (the developer message)."),
+    reasoning_effort: Optional[Effort] = typer.Option(
+        None, "--reasoning-effort", "-r", help="How much the model reasons before answering. (default: medium)",
+        case_sensitive=False,
+    ),
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", "-n", help="Stop after this many tokens. (default: no limit)"),
+    ctx_size: Optional[int] = typer.Option(None, "--ctx-size", "-c", help="Context size in tokens. (default: the model's)"),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads. (default: all available)"),
+    temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature; 0 is greedy. (default: 1.0)"),
+    top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus sampling mass. (default: 1.0)"),
+    top_k: Optional[int] = typer.Option(None, "--top-k", help="Keep the k most likely tokens; 0 is off. (default: 0)"),
+    min_p: Optional[float] = typer.Option(None, "--min-p", help="Drop tokens below this share of the top one. (default: 0)"),
+    repeat_penalty: Optional[float] = typer.Option(None, "--repeat-penalty", help="Penalty for recent tokens; 1 is off. (default: 1.0)"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed: the same seed gives the same output."),
+    show_reasoning: Optional[bool] = typer.Option(
+        None, "--show-reasoning/--hide-reasoning", help="Stream the reasoning (analysis channel) to stderr.", show_default=False
+    ),
+    raw: bool = typer.Option(False, "--raw", help="Print the prompt and completion as raw Harmony text."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
+    jsonl: bool = typer.Option(False, "--jsonl", help="Stream one JSON event per line."),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print load time and speeds to stderr."),
+    tools: Optional[str] = typer.Option(None, "--tools", help="JSON file of function tools (OpenAI tools format)."),
+) -> None:
+    """Answer one prompt and exit: the final answer streams to stdout.
+
+    Examples: gptoss run -m 20b "Why is the sky blue?"; cat notes.txt | gptoss run "Summarize:" --json.
+    With --tools, a function call ends the run and is printed as `tool call: functions.NAME {arguments}`.
+    Ctrl-C stops generation, keeps what was printed, and exits with 130.
+    Defaults for these options can be set under [run] in config.toml in the app directory ($GPTOSS_HOME).
+    """
+    from .run import RunOptions, run
+
+    code = run(
+        RunOptions(
+            prompt=prompt, file=file, model=model, system=system,
+            reasoning_effort=None if reasoning_effort is None else reasoning_effort.value,
+            max_tokens=max_tokens, ctx_size=ctx_size, threads=threads, temperature=temperature, top_p=top_p,
+            top_k=top_k, min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, show_reasoning=show_reasoning,
+            raw=raw, json=as_json, jsonl=jsonl, verbose=verbose, tools=tools,
+        )
+    )
+    if code:
+        raise typer.Exit(code)
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Console-script entry point: run the app, turning user errors into one line on stderr."""
+    """Console-script entry point: every error is one line on stderr, never a traceback.
+
+    GptossError: exit 1 (OptionError: 2); usage errors (bad option values,
+    unknown options): exit 2; Ctrl-C: exit 130.
+    """
+    cli_errors, aborts = _click_exception_types()
     try:
-        app(args=argv, prog_name="gptoss", standalone_mode=True)
+        rv = app(args=argv, prog_name="gptoss", standalone_mode=False)
     except GptossError as e:
-        msg = str(e).replace("\n", " ").strip() or e.__class__.__name__
-        sys.stderr.write(f"gptoss: error: {msg}\n")
-        sys.exit(getattr(e, "exit_code", 1) or 1)
+        _fail(str(e), getattr(e, "exit_code", 1) or 1)
+    except aborts:
+        _fail("aborted", 1)
+    except cli_errors as e:  # usage errors: bad option values, unknown options or commands
+        if type(e).__name__ == "NoArgsIsHelpError":  # `gptoss` / `gptoss harmony` alone: show help
+            e.show()
+            sys.exit(e.exit_code)
+        msg = e.format_message() if hasattr(e, "format_message") else str(e)
+        ctx = getattr(e, "ctx", None)
+        code = getattr(e, "exit_code", 1)
+        if code == 2 and ctx is not None:
+            msg += f" (see '{ctx.command_path} --help')"
+        _fail(msg, code)
     except KeyboardInterrupt:
-        sys.stderr.write("gptoss: interrupted\n")
-        sys.exit(130)
+        _fail("interrupted", 130, prefix="gptoss: ")
     except BrokenPipeError:
         # the reader went away (e.g. `| head`); stay quiet
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
+    sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def _click_exception_types() -> tuple[tuple[type, ...], tuple[type, ...]]:
+    """Click's usage-error and abort classes: Typer >= 0.20 vendors Click, older Typer uses click itself."""
+    errors: list[type] = []
+    aborts: list[type] = []
+    for modname in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            mod = __import__(modname, fromlist=["ClickException"])
+        except ImportError:
+            continue
+        errors.append(mod.ClickException)
+        if hasattr(mod, "Abort"):
+            aborts.append(mod.Abort)
+    aborts.append(typer.Abort)
+    return tuple(errors), tuple(aborts)
+
+
+def _fail(msg: str, code: int, prefix: str = "gptoss: error: ") -> None:
+    msg = " ".join(str(msg).split()) or "error"
+    sys.stderr.write(f"{prefix}{msg}\n")
+    sys.exit(code)
 
 
 if __name__ == "__main__":  # pragma: no cover

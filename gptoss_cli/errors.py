@@ -23,3 +23,9 @@ class UnsupportedTensorType(ModelFileError):
 
 class InputError(GptossError):
     """User input is unusable: not UTF-8, too long for the context, malformed JSON."""
+
+
+class OptionError(GptossError):
+    """A command-line option (or its config-file default) has an impossible value; exit code 2 like usage errors."""
+
+    exit_code = 2

@@ -50,3 +50,33 @@ def harmony_oracle():
 
 
 # --- end tokenizer and Harmony ------------------------------------------------------
+
+
+# --- tiny gpt-oss model with the real tokenizer (run / chat CLI tests) -------------------
+# Random weights (so garbage text), the genuine o200k_harmony vocabulary, written once
+# per session without building the torch reference (no parity checks need it here).
+
+TINY_HARMONY_CONTEXT = 2048
+
+
+@pytest.fixture(scope="session")
+def tiny_harmony_gguf(tmp_path_factory):
+    """Path of a tiny random gpt-oss GGUF (2 layers, vocab 201088) with the real tokenizer."""
+    from o200k import o200k_arrays
+    from tiny_models import TinySpec, _float_weights
+
+    from gptoss_cli.convert.gguf_writer import GGUFTensor, encode_tensor, tensor_type_for, write_gpt_oss_gguf
+
+    spec = TinySpec(n_layers=2, n_experts=4, top_k=2, hidden=64, expert_ffn=64, n_heads=4, n_kv_heads=2,
+                    head_dim=16, vocab=201088, sliding_window=8, context_length=TINY_HARMONY_CONTEXT, seed=11)
+    cfg = spec.model_config()
+    tensors = []
+    for name, x in _float_weights(spec, cfg).items():
+        qt = tensor_type_for(name, x.ndim, spec.dense)
+        tensors.append(GGUFTensor(name, encode_tensor(x, qt), qt, x.shape))
+    path = tmp_path_factory.mktemp("tiny_harmony") / "tiny-harmony.gguf"
+    write_gpt_oss_gguf(path, cfg, tensors, tokenizer=o200k_arrays(), name="tiny-harmony", fsync=False)
+    return path
+
+
+# --- end tiny gpt-oss model with the real tokenizer ---------------------------------------
