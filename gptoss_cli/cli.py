@@ -209,7 +209,7 @@ def run_cmd(
     Examples: gptoss run -m 20b "Why is the sky blue?"; cat notes.txt | gptoss run "Summarize:" --json.
     With --tools, a function call ends the run and is printed as `tool call: functions.NAME {arguments}`.
     Ctrl-C stops generation, keeps what was printed, and exits with 130.
-    Defaults for these options can be set under [run] in config.toml in the app directory ($GPTOSS_HOME).
+    Defaults for these options can be set under \\[run] in config.toml in the app directory ($GPTOSS_HOME).
     """
     from .run import RunOptions, run
 
