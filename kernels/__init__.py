@@ -8,17 +8,20 @@ Modules, one job each:
     dequant     stored rows -> float32, bit-exact with gguf.quants
     matvec      decode-time fused dequantize x vector kernels (one per type)
     matmul      prefill-time tiled dequantize x matrix kernels (one per type)
+    simd        x86 shuffle intrinsics for MXFP4 decoding; picks the MXFP4 path from the CPU
+    mxfp4_fast  MXFP4 matvec / matmul kernels on those intrinsics (AVX-512, SSSE3)
     linear      public matvec / expert_matvec / matmul with checks and dispatch
     norms       rmsnorm
     rope        half-split rotary embedding
     attention   causal GQA attention with sinks, sliding window, ring cache
     moe         router top-k, clamped SwiGLU
     validate    argument checks shared by the public functions
+    bench       MXFP4 matvec benchmark (``python -m gptoss_kernels.bench``)
 """
 
 from .attention import attention
 from .dequant import dequantize
-from .linear import expert_matvec, matmul, matvec
+from .linear import expert_matvec, matmul, matvec, mxfp4_path, set_mxfp4_path
 from .moe import router_topk, swiglu
 from .norms import rmsnorm
 from .rope import apply_rope
@@ -30,7 +33,9 @@ __all__ = [
     "expert_matvec",
     "matmul",
     "matvec",
+    "mxfp4_path",
     "rmsnorm",
     "router_topk",
+    "set_mxfp4_path",
     "swiglu",
 ]

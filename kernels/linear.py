@@ -3,6 +3,12 @@
 Each checks its arguments (the kernels do no bounds checks), normalizes the
 arrays to one compiled signature per weight type, and dispatches on the ggml
 type id. ``out`` arrays are written in place.
+
+MXFP4 has two implementations: the plain loops (matvec.py / matmul.py, any
+CPU) and the shuffle-decoding kernels of mxfp4_fast.py (x86 with AVX-512 or
+SSSE3). The path is chosen at import from the CPU's features, or forced with
+``GPTOSS_KERNELS=portable|ssse3|avx512`` (see simd.py); :func:`mxfp4_path`
+says which one is in use and :func:`set_mxfp4_path` switches (tests, benchmarks).
 """
 
 from __future__ import annotations
@@ -12,6 +18,7 @@ import numpy as np
 from . import ggml_types as gt
 from . import matmul as _mm
 from . import matvec as _mv
+from . import simd
 from .validate import as_input, as_weight, check_output, readonly
 
 _EXPERT_MATVEC = {
@@ -29,6 +36,39 @@ _MATMUL = {
     gt.Q8_0: _mm.matmul_q8_0,
     gt.MXFP4: _mm.matmul_mxfp4,
 }
+
+_MXFP4_PATH = "portable"
+
+
+def mxfp4_path() -> str:
+    """The MXFP4 kernels in use: 'avx512', 'ssse3' or 'portable'."""
+    return _MXFP4_PATH
+
+
+def set_mxfp4_path(path: str) -> str:
+    """Use the MXFP4 kernels of ``path`` ('avx512', 'ssse3', 'portable' or 'auto'); returns the old path.
+
+    Raises ``ValueError`` for a path this CPU cannot run.
+    """
+    global _MXFP4_PATH
+    if path == "auto":
+        path = simd.choose_isa(simd.target_features())
+    if path not in simd.supported_isas(simd.target_features()):
+        raise ValueError(f"MXFP4 path {path!r} is not available on this CPU "
+                         f"(available: {', '.join(simd.supported_isas(simd.target_features()))})")
+    if path == "portable":
+        _EXPERT_MATVEC[gt.MXFP4] = _mv.expert_matvec_mxfp4
+        _MATMUL[gt.MXFP4] = _mm.matmul_mxfp4
+    else:
+        from . import mxfp4_fast
+
+        _EXPERT_MATVEC[gt.MXFP4] = mxfp4_fast.EXPERT_MATVEC[path]
+        _MATMUL[gt.MXFP4] = mxfp4_fast.MATMUL[path]
+    old, _MXFP4_PATH = _MXFP4_PATH, path
+    return old
+
+
+set_mxfp4_path(simd.MXFP4_ISA)
 
 _EXPERT0 = readonly(np.zeros(1, dtype=np.int64))
 

@@ -44,6 +44,8 @@ def _lanes_sum(acc):
 # independent lanes hides the store-to-load latency of that round trip.
 
 
+# The plain MXFP4 kernel below is the portable path and the tests' reference; on
+# x86 with AVX-512 or SSSE3 ``linear`` uses the shuffle kernels of mxfp4_fast.py.
 @njit(cache=True, fastmath=FASTMATH)
 def dot_mxfp4(row, x, acc):
     for b in range(x.shape[0] // 32):

@@ -1,0 +1,318 @@
+"""Explicit-SIMD building blocks for the MXFP4 kernels (x86), and the choice of path.
+
+Plain loops decode an MXFP4 nibble by arithmetic or by a gathered table lookup,
+which leaves the kernels compute-bound at a fraction of memory bandwidth
+(DESIGN.md section 4). The lookup is really one register shuffle, which Numba
+cannot express; the intrinsics below emit it through llvmlite:
+
+* ``avx512``: the 16 packed bytes of a block are zero-extended to 16 int32
+  lanes; ``vpermps`` (which reads only the low 4 bits of each lane) picks the
+  low-nibble values from a 16-float table that was already multiplied by the
+  block scale, and a 4-bit shift then ``vpermps`` again the high-nibble ones.
+  No integer-to-float conversion and no masking are needed.
+* ``ssse3``: ``pshufb`` of the masked nibbles against the 16 doubled E2M1
+  values as int8, sign extension and conversion to float, then the scale
+  (SSSE3 / AVX2 CPUs; LLVM widens the float work to whatever the CPU has).
+
+Both compute every weight as ``(v * d)`` with ``v`` the doubled E2M1 value and
+``d`` the halved E8M0 scale from :data:`decode.E8M0_HALF`, exactly as
+``gguf.quants.dequantize`` does (all such products are exact or overflow the
+same way), then ``acc + w * x`` with contraction allowed, like the plain path:
+only the order of the float32 summation differs.
+
+A row's dot product is carried in a value of the Numba type :data:`f32x32`,
+an LLVM ``<32 x float>`` (two AVX-512 registers) that stays in registers:
+lane ``j`` accumulates element ``j`` of every block (the low nibbles take lanes
+0..15, the high nibbles 16..31).
+
+The path is chosen once, at import, from the features of the CPU Numba
+compiles for (:func:`target_features`, :func:`choose_isa`): 'avx512' needs
+AVX512F, 'ssse3' SSSE3, anything else (other CPUs, non-x86) gets the plain
+loops. ``GPTOSS_KERNELS=portable`` forces the plain loops and
+``GPTOSS_KERNELS=ssse3`` the shuffle path on an AVX-512 CPU (for tests and
+debugging). Each path has its own compiled kernels, so switching never reuses
+another path's cached machine code.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+
+from llvmlite import binding as llvm_binding
+from llvmlite import ir
+from numba import types
+from numba.extending import intrinsic, models, register_model
+
+# ------------------------------------------------------------------ path choice
+
+ISAS = ("avx512", "ssse3", "portable")
+ENV_VAR = "GPTOSS_KERNELS"
+
+
+def host_features() -> dict[str, bool]:
+    """LLVM's view of the host CPU features (what Numba compiles for)."""
+    if platform.machine().lower() not in ("x86_64", "amd64", "i386", "i686", "x86"):
+        return {}
+    try:
+        return {k: bool(v) for k, v in llvm_binding.get_host_cpu_features().items()}
+    except Exception:  # pragma: no cover - exotic llvmlite builds
+        return {}
+
+
+def target_features() -> dict[str, bool]:
+    """Features of the CPU Numba compiles for: the host, unless NUMBA_CPU_NAME/FEATURES say otherwise.
+
+    With ``NUMBA_CPU_FEATURES`` set ("+avx2,-avx512f,...") those are used; with only
+    ``NUMBA_CPU_NAME`` set (e.g. 'generic', for portable caches) nothing is
+    assumed, so the plain path is taken and LLVM never meets an instruction
+    the target lacks.
+    """
+    from numba.core import config
+
+    if config.CPU_FEATURES:
+        if not host_features():
+            return {}
+        return {f[1:]: f[0] == "+" for f in str(config.CPU_FEATURES).split(",") if f[:1] in "+-" and len(f) > 1}
+    if config.CPU_NAME and config.CPU_NAME != "host":
+        return {}
+    return host_features()
+
+
+def supported_isas(features: dict[str, bool]) -> list[str]:
+    """Paths that can run on a CPU with ``features``, fastest first ('portable' always)."""
+    out = []
+    if features.get("avx512f"):
+        out.append("avx512")
+    if features.get("ssse3"):
+        out.append("ssse3")
+    out.append("portable")
+    return out
+
+
+def choose_isa(features: dict[str, bool], request: str | None = None) -> str:
+    """The MXFP4 path to use: the fastest supported one, or ``request`` when it is supported.
+
+    ``request`` is the value of ``GPTOSS_KERNELS`` ('', 'auto', 'avx512', 'ssse3',
+    'portable'); an unknown or unsupported request falls back to the best path
+    that does not exceed it ('avx512' on an AVX2 CPU gives 'ssse3').
+    """
+    avail = supported_isas(features)
+    req = (request or "auto").strip().lower()
+    if req in ("", "auto", "native"):
+        return avail[0]
+    if req in ("portable", "plain", "generic", "none", "off"):
+        return "portable"
+    if req in ISAS:
+        for isa in ISAS[ISAS.index(req):]:
+            if isa in avail:
+                return isa
+    return avail[0]
+
+
+MXFP4_ISA = choose_isa(target_features(), os.environ.get(ENV_VAR))
+
+# ------------------------------------------------------------------ vector type
+
+LANES = 32
+
+
+class F32x32(types.Type):
+    """A ``<32 x float>`` register value (two zmm, four ymm or eight xmm)."""
+
+    def __init__(self):
+        super().__init__(name="f32x32")
+
+
+f32x32 = F32x32()
+
+_VEC = ir.VectorType(ir.FloatType(), LANES)
+
+
+@register_model(F32x32)
+class _F32x32Model(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, _VEC)
+
+
+# Doubled E2M1 values {0, 1, 2, 3, 4, 6, 8, 12} and their negatives, by nibble.
+# Nibble 8 is +0, as in ggml's integer table.
+E2M1_DOUBLED = (0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12)
+
+_F32 = ir.FloatType()
+_I8 = ir.IntType(8)
+_I32 = ir.IntType(32)
+_FLAGS = ("contract",)
+
+
+def _splat(builder, value, n):
+    vec_t = ir.VectorType(value.type, n)
+    v = builder.insert_element(ir.Constant(vec_t, None), value, ir.Constant(_I32, 0))
+    return builder.shuffle_vector(v, ir.Constant(vec_t, None), ir.Constant(ir.VectorType(_I32, n), [0] * n))
+
+
+def _concat(builder, a, b):
+    n = a.type.count
+    return builder.shuffle_vector(a, b, ir.Constant(ir.VectorType(_I32, 2 * n), list(range(2 * n))))
+
+
+def _half(builder, v, upper):
+    n = v.type.count // 2
+    idx = list(range(n, 2 * n)) if upper else list(range(n))
+    return builder.shuffle_vector(v, v, ir.Constant(ir.VectorType(_I32, n), idx))
+
+
+def _elem_ptr(context, builder, aryty, ary, index, vec_t):
+    """Pointer to ``ary[index]`` as a pointer to ``vec_t`` (no bounds check)."""
+    data = context.make_array(aryty)(context, builder, value=ary).data
+    ptr = builder.gep(data, [index])
+    return builder.bitcast(ptr, vec_t.as_pointer())
+
+
+def _declare(builder, name, ret, args):
+    mod = builder.module
+    try:
+        return mod.get_global(name)
+    except KeyError:
+        return ir.Function(mod, ir.FunctionType(ret, args), name=name)
+
+
+def _decode_avx512(builder, q, d):
+    """<16 x i8> packed nibbles, scale d -> <32 x float> of v*d (vpermps from a scaled table)."""
+    f16 = ir.VectorType(_F32, 16)
+    i16 = ir.VectorType(_I32, 16)
+    table = builder.fmul(ir.Constant(f16, [float(v) for v in E2M1_DOUBLED]), _splat(builder, d, 16))
+    perm = _declare(builder, "llvm.x86.avx512.permvar.sf.512", f16, [f16, i16])
+    idx = builder.zext(q, i16)
+    lo = builder.call(perm, [table, idx])
+    hi = builder.call(perm, [table, builder.lshr(idx, ir.Constant(i16, [4] * 16))])
+    return _concat(builder, lo, hi)
+
+
+def _decode_ssse3(builder, q, d):
+    """<16 x i8> packed nibbles, scale d -> <32 x float> of v*d (pshufb on int8 values)."""
+    b16 = ir.VectorType(_I8, 16)
+    shuf = _declare(builder, "llvm.x86.ssse3.pshuf.b.128", b16, [b16, b16])
+    table = ir.Constant(b16, [v & 0xFF for v in E2M1_DOUBLED])
+    mask = ir.Constant(b16, [15] * 16)
+    lo = builder.call(shuf, [table, builder.and_(q, mask)])
+    hi = builder.call(shuf, [table, builder.and_(builder.lshr(q, ir.Constant(b16, [4] * 16)), mask)])
+    v = builder.sitofp(_concat(builder, lo, hi), _VEC)
+    return builder.fmul(v, _splat(builder, d, LANES))
+
+
+_DECODERS = {"avx512": _decode_avx512, "ssse3": _decode_ssse3}
+
+
+def _check_block_args(row, o, x, xo):
+    return (
+        isinstance(row, types.Array) and row.dtype == types.uint8 and row.ndim == 1
+        and isinstance(o, types.Integer)
+        and isinstance(x, types.Array) and x.dtype == types.float32 and x.ndim == 1
+        and isinstance(xo, types.Integer)
+    )
+
+
+def _make_block_fma(isa):
+    decode = _DECODERS[isa]
+
+    def block_fma(typingctx, acc, row, o, d, x, xo):
+        """acc + decode(row block at byte o, scale d) * x[xo:xo+32]  (one MXFP4 block)."""
+        if not (isinstance(acc, F32x32) and _check_block_args(row, o, x, xo) and isinstance(d, types.Float)):
+            return None
+        sig = f32x32(acc, row, o, d, x, xo)
+
+        def codegen(context, builder, signature, args):
+            acc_v, row_v, o_v, d_v, x_v, xo_v = args
+            o64 = context.cast(builder, o_v, signature.args[2], types.intp)
+            xo64 = context.cast(builder, xo_v, signature.args[5], types.intp)
+            d32 = context.cast(builder, d_v, signature.args[3], types.float32)
+            qp = _elem_ptr(context, builder, signature.args[1], row_v,
+                           builder.add(o64, ir.Constant(o64.type, 1)), ir.VectorType(_I8, 16))
+            q = builder.load(qp, align=1)
+            w = decode(builder, q, d32)
+            xv = builder.load(_elem_ptr(context, builder, signature.args[4], x_v, xo64, _VEC), align=4)
+            return builder.fadd(acc_v, builder.fmul(w, xv, flags=_FLAGS), flags=_FLAGS)
+
+        return sig, codegen
+
+    block_fma.__name__ = f"mx_block_fma_{isa}"
+    return intrinsic(block_fma)
+
+
+def _make_block_store(isa):
+    decode = _DECODERS[isa]
+
+    def block_store(typingctx, row, o, d, dst, do):
+        """dst[do:do+32] = decode(row block at byte o, scale d)."""
+        if not (_check_block_args(row, o, dst, do) and isinstance(d, types.Float)):
+            return None
+        sig = types.none(row, o, d, dst, do)
+
+        def codegen(context, builder, signature, args):
+            row_v, o_v, d_v, dst_v, do_v = args
+            o64 = context.cast(builder, o_v, signature.args[1], types.intp)
+            do64 = context.cast(builder, do_v, signature.args[4], types.intp)
+            d32 = context.cast(builder, d_v, signature.args[2], types.float32)
+            qp = _elem_ptr(context, builder, signature.args[0], row_v,
+                           builder.add(o64, ir.Constant(o64.type, 1)), ir.VectorType(_I8, 16))
+            w = decode(builder, builder.load(qp, align=1), d32)
+            builder.store(w, _elem_ptr(context, builder, signature.args[3], dst_v, do64, _VEC), align=4)
+            return context.get_dummy_value()
+
+        return sig, codegen
+
+    block_store.__name__ = f"mx_block_store_{isa}"
+    return intrinsic(block_store)
+
+
+mx_block_fma_avx512 = _make_block_fma("avx512")
+mx_block_fma_ssse3 = _make_block_fma("ssse3")
+mx_block_store_avx512 = _make_block_store("avx512")
+mx_block_store_ssse3 = _make_block_store("ssse3")
+
+
+@intrinsic
+def vzero(typingctx):
+    """A ``f32x32`` of zeros."""
+    return f32x32(), lambda context, builder, signature, args: ir.Constant(_VEC, None)
+
+
+@intrinsic
+def vadd(typingctx, a, b):
+    """Lane-wise sum of two ``f32x32``."""
+    if not (isinstance(a, F32x32) and isinstance(b, F32x32)):
+        return None
+    return f32x32(a, b), lambda context, builder, signature, args: builder.fadd(args[0], args[1])
+
+
+@intrinsic
+def vsum(typingctx, a):
+    """Sum of the 32 lanes of a ``f32x32`` as float32 (pairwise: halves added until one lane)."""
+    if not isinstance(a, F32x32):
+        return None
+
+    def codegen(context, builder, signature, args):
+        v = args[0]
+        while v.type.count > 1:
+            v = builder.fadd(_half(builder, v, False), _half(builder, v, True))
+        return builder.extract_element(v, ir.Constant(_I32, 0))
+
+    return types.float32(a), codegen
+
+
+@intrinsic
+def prefetch(typingctx, ary, index):
+    """Hint the CPU to bring the cache line holding ``ary[index]`` into L1 (never faults)."""
+    if not (isinstance(ary, types.Array) and isinstance(index, types.Integer)):
+        return None
+
+    def codegen(context, builder, signature, args):
+        ary_v, idx_v = args
+        idx = context.cast(builder, idx_v, signature.args[1], types.intp)
+        ptr = _elem_ptr(context, builder, signature.args[0], ary_v, idx, _I8)
+        fn = _declare(builder, "llvm.prefetch.p0", ir.VoidType(), [ptr.type, _I32, _I32, _I32])
+        builder.call(fn, [ptr, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
+        return context.get_dummy_value()
+
+    return types.none(ary, index), codegen
