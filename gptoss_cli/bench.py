@@ -1,0 +1,217 @@
+"""`gptoss bench`: prompt-processing and generation speed, load time and peak memory.
+
+In the spirit of llama-bench: random token ids (speed does not depend on the
+text), `pp` tokens prefilled from an empty cache, then `tg` tokens decoded one
+at a time, repeated `reps` times; mean and standard deviation of tok/s.
+`ctx_depth` first fills the cache with that many tokens, so decode speed at a
+long context can be measured. Optionally the same file is run through
+llama.cpp (llama-cpp-python, in a subprocess) with the same threads, and the
+ratios are reported.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from .errors import GptossError, InputError
+
+
+@dataclass
+class BenchResult:
+    engine: str
+    model: str
+    model_size_mb: float
+    threads: int
+    pp: int
+    tg: int
+    ctx_depth: int
+    reps: int
+    load_s: float
+    pp_tok_s: float
+    pp_tok_s_sd: float
+    tg_tok_s: float
+    tg_tok_s_sd: float
+    peak_rss_mb: float
+    extra: dict = field(default_factory=dict)
+
+
+def _peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def _mean_sd(values: list[float]) -> tuple[float, float]:
+    if not values:
+        return 0.0, 0.0
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def validate_options(pp: int, tg: int, reps: int, ctx_depth: int) -> None:
+    if pp < 0 or tg < 0 or pp + tg == 0:
+        raise InputError("--pp and --tg must be >= 0 and not both 0")
+    if reps < 1:
+        raise InputError(f"--reps must be >= 1, got {reps}")
+    if ctx_depth < 0:
+        raise InputError(f"--ctx-depth must be >= 0, got {ctx_depth}")
+
+
+def bench_gptoss(
+    path: Path, pp: int = 512, tg: int = 128, threads: int | None = None, reps: int = 3, ctx_depth: int = 0
+) -> BenchResult:
+    """Time gptoss on `path` (loads the model in this process)."""
+    import numpy as np
+
+    from .api import load_model
+
+    validate_options(pp, tg, reps, ctx_depth)
+    t0 = time.perf_counter()
+    model = load_model(path, threads=threads, context=ctx_depth + pp + tg + 1)
+    load_s = time.perf_counter() - t0
+    vocab = model.config.vocab_size
+    rng = np.random.default_rng(0)
+    # Warm up: compile (or load cached) kernels for both paths outside the timings.
+    model.feed(rng.integers(0, vocab, 2))
+    model.feed(rng.integers(0, vocab, 1))
+    pp_rates, tg_rates = [], []
+    for _ in range(reps):
+        model.reset()
+        if ctx_depth:
+            model.feed(rng.integers(0, vocab, ctx_depth))
+        if pp:
+            ids = rng.integers(0, vocab, pp)
+            t = time.perf_counter()
+            model.feed(ids)
+            pp_rates.append(pp / (time.perf_counter() - t))
+        if tg:
+            ids = rng.integers(0, vocab, tg)
+            t = time.perf_counter()
+            for tok in ids:
+                model.feed(tok[None])
+            tg_rates.append(tg / (time.perf_counter() - t))
+    pp_m, pp_sd = _mean_sd(pp_rates)
+    tg_m, tg_sd = _mean_sd(tg_rates)
+    return BenchResult(
+        engine="gptoss", model=str(path), model_size_mb=path.stat().st_size / 2**20, threads=model.threads,
+        pp=pp, tg=tg, ctx_depth=ctx_depth, reps=reps, load_s=load_s, pp_tok_s=pp_m, pp_tok_s_sd=pp_sd,
+        tg_tok_s=tg_m, tg_tok_s_sd=tg_sd, peak_rss_mb=_peak_rss_mb(),
+    )
+
+
+def bench_llama_cpp(
+    path: Path, pp: int, tg: int, threads: int, reps: int, ctx_depth: int, python: str | None = None
+) -> BenchResult:
+    """Time llama.cpp on the same file in a separate process (its memory measured apart from ours)."""
+    script = Path(__file__).with_name("bench_llama_cpp.py")
+    cmd = [python or sys.executable, str(script), str(path), str(pp), str(tg), str(threads), str(reps), str(ctx_depth)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise GptossError(f"llama.cpp benchmark failed: {last}")
+    data = json.loads(proc.stdout.strip().splitlines()[-1])
+    return BenchResult(**data)
+
+
+def format_results(results: list[BenchResult], fmt: str) -> str:
+    """Render results as json, md or csv (one row per engine, ratios vs llama.cpp when present)."""
+    rows = [asdict(r) for r in results]
+    base = next((r for r in results if r.engine == "llama.cpp"), None)
+    if base is not None:
+        for row, r in zip(rows, results):
+            row["pp_ratio"] = r.pp_tok_s / base.pp_tok_s if base.pp_tok_s else None
+            row["tg_ratio"] = r.tg_tok_s / base.tg_tok_s if base.tg_tok_s else None
+    if fmt == "json":
+        return json.dumps(rows[0] if len(rows) == 1 else rows, indent=2)
+    cols = ["engine", "threads", "pp", "tg", "ctx_depth", "load_s", "pp_tok_s", "tg_tok_s", "peak_rss_mb"]
+    if base is not None:
+        cols += ["pp_ratio", "tg_ratio"]
+
+    def cell(row: dict, c: str) -> str:
+        v = row.get(c)
+        if c in ("pp_tok_s", "tg_tok_s"):
+            return f"{v:.2f} ± {row[c + '_sd']:.2f}"
+        if isinstance(v, float):
+            return f"{v:.2f}"
+        return "" if v is None else str(v)
+
+    if fmt == "csv":
+        lines = [",".join(cols)] + [",".join(cell(r, c).replace(" ± ", "+-") for c in cols) for r in rows]
+        return "\n".join(lines)
+    head = "| " + " | ".join(cols) + " |"
+    sep = "| " + " | ".join("---" for _ in cols) + " |"
+    body = ["| " + " | ".join(cell(r, c) for c in cols) + " |" for r in rows]
+    model = results[0]
+    title = f"model: {model.model} ({model.model_size_mb:.0f} MiB)"
+    return "\n".join([title, "", head, sep, *body])
+
+
+def synthetic_model_path(shape: str, layers: int | None, cache_dir: Path) -> Path:
+    """A cached random-weight GGUF of a real gpt-oss shape, written once (tensor by tensor)."""
+    from .synthetic import shape_config, write_synthetic_gguf
+
+    try:
+        cfg = shape_config(shape, layers)
+    except ValueError as err:
+        raise InputError(str(err)) from None
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    path = cache_dir / f"synthetic-{shape}-{cfg.n_layers}l-q8_0.gguf"
+    if not path.exists():
+        print(f"writing synthetic {shape} model ({cfg.n_layers} layers) to {path} (once)", file=sys.stderr)
+        write_synthetic_gguf(path, cfg)
+    return path
+
+
+def default_threads_for_bench(threads: int | None) -> int:
+    from .api import default_threads
+
+    return threads if threads else default_threads()
+
+
+def environment_line() -> str:
+    import platform
+
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
+
+
+def bench_command(
+    model: str | None,
+    synthetic: str | None,
+    layers: int | None,
+    pp: int,
+    tg: int,
+    threads: int | None,
+    reps: int,
+    ctx_depth: int,
+    fmt: str,
+    vs_llama_cpp: bool,
+    llama_python: str | None,
+) -> None:
+    """Everything behind `gptoss bench`: pick the file, time the engines, print one table/object."""
+    validate_options(pp, tg, reps, ctx_depth)
+    if fmt not in ("md", "json", "csv"):
+        raise InputError(f"unknown output format {fmt!r} (md, json, csv)")
+    if synthetic and model:
+        raise InputError("give either -m/--model or --synthetic, not both")
+    if layers is not None and not synthetic:
+        raise InputError("--layers only applies to --synthetic models")
+    if layers is not None and layers < 1:
+        raise InputError(f"--layers must be >= 1, got {layers}")
+    if synthetic:
+        from .registry import app_dir
+
+        path = synthetic_model_path(synthetic, layers, app_dir() / "synthetic")
+    else:
+        from .registry import resolve_model
+
+        path = resolve_model(model)
+    threads = default_threads_for_bench(threads)
+    results = [bench_gptoss(path, pp, tg, threads, reps, ctx_depth)]
+    if vs_llama_cpp:
+        results.append(bench_llama_cpp(path, pp, tg, threads, reps, ctx_depth, llama_python))
+    print(format_results(results, fmt))

@@ -1,0 +1,65 @@
+"""gptoss bench through the real executable, on a tiny model and on a small synthetic one."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tiny_models import TinySpec, build_tiny_model
+
+from gptoss_cli.bench import BenchResult, format_results
+
+GPTOSS = str(Path(sys.executable).with_name("gptoss"))
+KEYS = {"pp_tok_s", "tg_tok_s", "load_s", "peak_rss_mb", "threads", "model_size_mb", "pp_tok_s_sd", "tg_tok_s_sd"}
+
+
+def _bench(*args: str, home: Path) -> subprocess.CompletedProcess:
+    env = dict(os.environ, GPTOSS_HOME=str(home))
+    return subprocess.run([GPTOSS, "bench", *args], capture_output=True, text=True, env=env, timeout=300)
+
+
+def test_bench_tiny_model_json(tmp_path):
+    model = build_tiny_model(TinySpec(n_layers=2, n_experts=4, top_k=2, hidden=64, expert_ffn=64, n_heads=4,
+                                      n_kv_heads=2, head_dim=16, vocab=256, sliding_window=8, seed=9), tmp_path)
+    p = _bench("-m", str(model.gguf_path), "--pp", "16", "--tg", "4", "-r", "2", "-t", "1", "--json", home=tmp_path)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert KEYS <= out.keys()
+    assert out["threads"] == 1 and out["pp"] == 16 and out["tg"] == 4 and out["reps"] == 2
+    assert out["pp_tok_s"] > 0 and out["tg_tok_s"] > 0 and out["peak_rss_mb"] > 0
+
+
+def test_bench_synthetic_markdown_and_csv(tmp_path):
+    p = _bench("--synthetic", "mini", "--pp", "8", "--tg", "2", "-r", "1", "-t", "1", "--ctx-depth", "4", home=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert "| gptoss | 1 | 8 | 2 | 4 |" in p.stdout
+    assert (tmp_path / "synthetic" / "synthetic-mini-2l-q8_0.gguf").exists()
+    p = _bench("--synthetic", "mini", "--pp", "8", "--tg", "2", "-r", "1", "-t", "1", "--csv", home=tmp_path)
+    assert p.returncode == 0 and p.stdout.startswith("engine,threads,pp,tg")
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [(["--synthetic", "mini", "--reps", "0"], "--reps"), (["--synthetic", "7b"], "unknown shape"),
+     (["--synthetic", "mini", "--pp", "0", "--tg", "0"], "--pp and --tg"), (["--layers", "2"], "--layers"),
+     (["--synthetic", "mini", "--json", "--csv"], "one of")],
+)
+def test_bench_bad_options(tmp_path, args, needle):
+    p = _bench(*args, home=tmp_path)
+    assert p.returncode != 0 and "Traceback" not in p.stderr
+    assert needle in p.stderr and len(p.stderr.strip().splitlines()) == 1
+
+
+def test_ratios_against_llama_cpp():
+    common = dict(model="m", model_size_mb=1.0, pp=8, tg=2, ctx_depth=0, reps=1, load_s=0.1, pp_tok_s_sd=0.0,
+                  tg_tok_s_sd=0.0, peak_rss_mb=10.0, threads=2)
+    ours = BenchResult(engine="gptoss", pp_tok_s=30.0, tg_tok_s=12.0, **common)
+    theirs = BenchResult(engine="llama.cpp", pp_tok_s=20.0, tg_tok_s=10.0, **common)
+    rows = json.loads(format_results([ours, theirs], "json"))
+    assert rows[0]["pp_ratio"] == pytest.approx(1.5) and rows[0]["tg_ratio"] == pytest.approx(1.2)
+    assert "| gptoss |" in format_results([ours, theirs], "md")
