@@ -22,7 +22,8 @@ def main() -> None:
     t0 = time.perf_counter()
     llm = Llama(
         model_path=path, n_ctx=depth + pp + tg + 16, n_batch=max(pp, 1), n_ubatch=max(min(pp, 512), 1),
-        n_threads=threads, n_threads_batch=threads, verbose=False,
+        n_threads=threads, n_threads_batch=threads,
+        verbose=False,
     )
     load_s = time.perf_counter() - t0
     vocab = llm.n_vocab()

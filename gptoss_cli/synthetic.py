@@ -69,6 +69,34 @@ def _random_storage(rng: np.random.Generator, ggml_type: int, shape: tuple[int, 
     raise ValueError(f"no synthetic data for type {ggml_types.type_name(ggml_type)}")
 
 
+def synthetic_tokenizer(vocab_size: int):
+    """A stand-in tokenizer of the right size: the 256 byte tokens, unique filler
+    tokens, and o200k_harmony's special tokens at their real ids (so llama.cpp,
+    which insists on a vocabulary, loads the file too). It tokenizes text byte by
+    byte; it is for speed measurements, not for reading the output."""
+    from .tokenizer_arrays import (
+        TOKEN_TYPE_CONTROL,
+        TOKEN_TYPE_NORMAL,
+        TokenizerArrays,
+        o200k_harmony_special_tokens,
+        token_bytes_to_string,
+    )
+
+    first_special = min(199998, vocab_size)
+    tokens = [token_bytes_to_string(bytes([b])) for b in range(min(256, first_special))]
+    # One real merge (two spaces), since llama.cpp requires a merges list.
+    tokens.append(token_bytes_to_string(b"  "))
+    tokens += [f"<synthetic_{i}>" for i in range(len(tokens), first_special)]
+    types = [TOKEN_TYPE_NORMAL] * len(tokens)
+    specials = sorted(o200k_harmony_special_tokens(vocab_size, first_special).items(), key=lambda kv: kv[1])
+    tokens += [name for name, _ in specials]
+    types += [TOKEN_TYPE_CONTROL] * len(specials)
+    return TokenizerArrays(
+        tokens=tokens, token_types=types, merges=[" ".join([token_bytes_to_string(b" ")] * 2)], bos_id=199998 if vocab_size > 199998 else None,
+        eos_id=200002 if vocab_size > 200002 else None, padding_id=199999 if vocab_size > 199999 else None,
+    )
+
+
 def write_synthetic_gguf(
     path: str | os.PathLike[str], cfg: ModelConfig, dense: str = "q8_0", seed: int = 0
 ) -> Path:
@@ -82,4 +110,6 @@ def write_synthetic_gguf(
             return _random_storage(np.random.default_rng([seed, i]), qt, shape, std)
 
         tensors.append(GGUFTensor(name, make, qt, shape))
-    return write_gpt_oss_gguf(path, cfg, tensors, name="gpt-oss synthetic", fsync=False)
+    return write_gpt_oss_gguf(
+        path, cfg, tensors, tokenizer=synthetic_tokenizer(cfg.vocab_size), name="gpt-oss synthetic", fsync=False
+    )
