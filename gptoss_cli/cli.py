@@ -172,29 +172,45 @@ class Effort(str, Enum):
     high = "high"
 
 
+# Options shared by `run` and `chat`.
+RunModelOption = typer.Option(
+    None, "--model", "-m", help="GGUF path, or a model name or alias (see: gptoss models).", show_default=False
+)
+SystemOption = typer.Option(None, "--system", help="Developer instructions (the developer message).")
+EffortOption = typer.Option(
+    None, "--reasoning-effort", "-r", help="How much the model reasons before answering. (default: medium)",
+    case_sensitive=False,
+)
+MaxTokensOption = typer.Option(None, "--max-tokens", "-n", help="Stop after this many tokens. (default: no limit)")
+CtxSizeOption = typer.Option(None, "--ctx-size", "-c", help="Context size in tokens. (default: the model's)")
+ThreadsOption = typer.Option(None, "--threads", "-t", help="CPU threads. (default: all available)")
+TemperatureOption = typer.Option(None, "--temperature", help="Sampling temperature; 0 is greedy. (default: 1.0)")
+TopPOption = typer.Option(None, "--top-p", help="Nucleus sampling mass. (default: 1.0)")
+TopKOption = typer.Option(None, "--top-k", help="Keep the k most likely tokens; 0 is off. (default: 0)")
+MinPOption = typer.Option(None, "--min-p", help="Drop tokens below this share of the top one. (default: 0)")
+RepeatPenaltyOption = typer.Option(None, "--repeat-penalty", help="Penalty for recent tokens; 1 is off. (default: 1.0)")
+SeedOption = typer.Option(None, "--seed", help="Random seed: the same seed gives the same output.")
+ToolsOption = typer.Option(None, "--tools", help="JSON file of function tools (OpenAI tools format).")
+
+
 @app.command("run")
 def run_cmd(
     prompt: Optional[str] = typer.Argument(
         None, help="The prompt. Piped standard input is appended after it.", show_default=False
     ),
-    model: Optional[str] = typer.Option(
-        None, "--model", "-m", help="GGUF path, or a model name or alias (see: gptoss models).", show_default=False
-    ),
+    model: Optional[str] = RunModelOption,
     file: Optional[str] = typer.Option(None, "--file", "-f", help="Read the prompt (after PROMPT) from a file; '-' for stdin."),
-    system: Optional[str] = typer.Option(None, "--system", help="Developer instructions (the developer message)."),
-    reasoning_effort: Optional[Effort] = typer.Option(
-        None, "--reasoning-effort", "-r", help="How much the model reasons before answering. (default: medium)",
-        case_sensitive=False,
-    ),
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", "-n", help="Stop after this many tokens. (default: no limit)"),
-    ctx_size: Optional[int] = typer.Option(None, "--ctx-size", "-c", help="Context size in tokens. (default: the model's)"),
-    threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads. (default: all available)"),
-    temperature: Optional[float] = typer.Option(None, "--temperature", help="Sampling temperature; 0 is greedy. (default: 1.0)"),
-    top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus sampling mass. (default: 1.0)"),
-    top_k: Optional[int] = typer.Option(None, "--top-k", help="Keep the k most likely tokens; 0 is off. (default: 0)"),
-    min_p: Optional[float] = typer.Option(None, "--min-p", help="Drop tokens below this share of the top one. (default: 0)"),
-    repeat_penalty: Optional[float] = typer.Option(None, "--repeat-penalty", help="Penalty for recent tokens; 1 is off. (default: 1.0)"),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed: the same seed gives the same output."),
+    system: Optional[str] = SystemOption,
+    reasoning_effort: Optional[Effort] = EffortOption,
+    max_tokens: Optional[int] = MaxTokensOption,
+    ctx_size: Optional[int] = CtxSizeOption,
+    threads: Optional[int] = ThreadsOption,
+    temperature: Optional[float] = TemperatureOption,
+    top_p: Optional[float] = TopPOption,
+    top_k: Optional[int] = TopKOption,
+    min_p: Optional[float] = MinPOption,
+    repeat_penalty: Optional[float] = RepeatPenaltyOption,
+    seed: Optional[int] = SeedOption,
     show_reasoning: Optional[bool] = typer.Option(
         None, "--show-reasoning/--hide-reasoning", help="Stream the reasoning (analysis channel) to stderr.", show_default=False
     ),
@@ -202,7 +218,7 @@ def run_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
     jsonl: bool = typer.Option(False, "--jsonl", help="Stream one JSON event per line."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print load time and speeds to stderr."),
-    tools: Optional[str] = typer.Option(None, "--tools", help="JSON file of function tools (OpenAI tools format)."),
+    tools: Optional[str] = ToolsOption,
 ) -> None:
     """Answer one prompt and exit: the final answer streams to stdout.
 
@@ -225,6 +241,133 @@ def run_cmd(
     if code:
         raise typer.Exit(code)
 
+
+@app.command("chat")
+def chat_cmd(
+    model: Optional[str] = RunModelOption,
+    system: Optional[str] = SystemOption,
+    reasoning_effort: Optional[Effort] = EffortOption,
+    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", "-n", help="Stop each reply after this many tokens. (default: no limit)"),
+    ctx_size: Optional[int] = CtxSizeOption,
+    threads: Optional[int] = ThreadsOption,
+    temperature: Optional[float] = TemperatureOption,
+    top_p: Optional[float] = TopPOption,
+    top_k: Optional[int] = TopKOption,
+    min_p: Optional[float] = MinPOption,
+    repeat_penalty: Optional[float] = RepeatPenaltyOption,
+    seed: Optional[int] = SeedOption,
+    show_reasoning: Optional[bool] = typer.Option(
+        None, "--show-reasoning/--hide-reasoning", help="Show the reasoning (analysis channel), dimmed. (default: shown)",
+        show_default=False,
+    ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the load time in the banner."),
+    tools: Optional[str] = ToolsOption,
+) -> None:
+    """Talk with the model: an interactive conversation in the terminal.
+
+    Example: gptoss chat -m 20b -r high. Type /help inside for commands (/set, /save, /load, /tools, /regen ...).
+    Ctrl-C stops a reply and keeps the conversation; Ctrl-D or /exit leaves.
+    Defaults for these options can be set under \\[run] in config.toml in the app directory ($GPTOSS_HOME).
+    """
+    from .chat import chat
+    from .run import RunOptions
+
+    code = chat(
+        RunOptions(
+            model=model, system=system, reasoning_effort=None if reasoning_effort is None else reasoning_effort.value,
+            max_tokens=max_tokens, ctx_size=ctx_size, threads=threads, temperature=temperature, top_p=top_p,
+            top_k=top_k, min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, show_reasoning=show_reasoning,
+            verbose=verbose, tools=tools,
+        )
+    )
+    if code:
+        raise typer.Exit(code)
+
+
+@app.command("bench")
+def bench_cmd(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path, or a model name or alias."),
+    synthetic: Optional[str] = typer.Option(
+        None, "--synthetic", help="Benchmark a random-weight model of a real shape instead: 20b or 120b (written once, cached)."
+    ),
+    layers: Optional[int] = typer.Option(None, "--layers", help="With --synthetic: cut the model to this many layers."),
+    pp: int = typer.Option(512, "--pp", help="Prompt tokens to process."),
+    tg: int = typer.Option(128, "--tg", help="Tokens to generate."),
+    threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads (default: all available)."),
+    reps: int = typer.Option(3, "--reps", "-r", help="Repetitions (mean ± sd)."),
+    ctx_depth: int = typer.Option(0, "--ctx-depth", help="Fill the KV cache with this many tokens first."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+    as_md: bool = typer.Option(False, "--md", help="Print a Markdown table (the default)."),
+    as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),
+    vs_llama_cpp: bool = typer.Option(
+        False, "--vs-llama-cpp", help="Also run llama.cpp (llama-cpp-python) on the same file and threads; report ratios."
+    ),
+    llama_python: Optional[str] = typer.Option(
+        None, "--llama-python", help="Python interpreter that has llama-cpp-python (default: this one)."
+    ),
+) -> None:
+    """Measure prompt processing and generation speed, load time and peak memory (like llama-bench).
+
+    Examples: gptoss bench -m 20b -t 2; gptoss bench --synthetic 20b --layers 4 --pp 128 --tg 32 --json.
+    """
+    from .bench import bench_command
+
+    if as_json + as_md + as_csv > 1:
+        raise typer.BadParameter("choose one of --json, --md, --csv")
+    fmt = "json" if as_json else "csv" if as_csv else "md"
+    bench_command(model, synthetic, layers, pp, tg, threads, reps, ctx_depth, fmt, vs_llama_cpp, llama_python)
+
+
+
+class OutType(str, Enum):
+    auto = "auto"
+    bf16 = "bf16"
+    f16 = "f16"
+    f32 = "f32"
+    q8_0 = "q8_0"
+
+
+class QuantType(str, Enum):
+    q8_0 = "q8_0"
+    bf16 = "bf16"
+    f16 = "f16"
+    f32 = "f32"
+    mxfp4 = "mxfp4"
+
+
+@app.command("convert")
+def convert_cmd(
+    src: str = typer.Argument(
+        ..., help="Checkpoint folder: Hugging Face layout (config.json, *.safetensors, tokenizer.json) "
+        "or OpenAI's original/ folder.", show_default=False, metavar="SRC",
+    ),
+    out: str = typer.Option(..., "--outfile", "-o", help="GGUF file to write.", show_default=False, metavar="OUT"),
+    outtype: OutType = typer.Option(
+        OutType.auto, "--outtype", help="Type of the dense 2-D weights; auto keeps the checkpoint's (BF16). "
+        "MXFP4 experts are always repacked as MXFP4.", case_sensitive=False,
+    ),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite OUT if it exists."),
+) -> None:
+    """Convert a gpt-oss safetensors checkpoint to GGUF (as llama.cpp's converter does)."""
+    from .convert.convert import convert_command
+
+    convert_command(src, out, outtype.value, force=force)
+
+
+@app.command("quantize")
+def quantize_cmd(
+    src: str = typer.Argument(..., help="Input gpt-oss GGUF file.", show_default=False, metavar="IN"),
+    out: str = typer.Argument(..., help="Output GGUF file.", show_default=False, metavar="OUT"),
+    qtype: QuantType = typer.Argument(
+        ..., help="q8_0, bf16, f16, f32: type of the dense 2-D weights (MXFP4 experts stay MXFP4); "
+        "mxfp4: experts to MXFP4.", case_sensitive=False, show_default=False, metavar="TYPE",
+    ),
+    force: bool = typer.Option(False, "--force", "-f", help="Overwrite OUT if it exists."),
+) -> None:
+    """Re-encode a gpt-oss GGUF: dense weights to TYPE, norms/biases/router F32 (like llama-quantize)."""
+    from .convert.quantize import quantize_command
+
+    quantize_command(src, out, qtype.value, force=force)
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: every error is one line on stderr, never a traceback.

@@ -15,11 +15,11 @@ from __future__ import annotations
 import math
 import sys
 from dataclasses import dataclass, fields
-from typing import IO, Any
+from typing import IO, Any, Callable
 
 from .errors import OptionError
 
-__all__ = ["RunOptions", "run", "BUILTIN_DEFAULTS", "resolve_options"]
+__all__ = ["RunOptions", "run", "BUILTIN_DEFAULTS", "resolve_options", "option_problem", "sampling_params", "open_model_for"]
 
 # Built-in defaults (OpenAI recommends temperature 1.0 and top-p 1.0 for gpt-oss).
 BUILTIN_DEFAULTS: dict[str, Any] = {
@@ -79,37 +79,99 @@ def resolve_options(opts: RunOptions, config: dict[str, Any] | None = None) -> R
     return o
 
 
-def _check(o: RunOptions) -> None:
-    def bad(option: str, msg: str) -> OptionError:
-        return OptionError(f"invalid value for {option}: {msg}")
+#: option flags, for messages (RunOptions field -> flag)
+OPTION_FLAGS: dict[str, str] = {
+    "temperature": "--temperature",
+    "top_p": "--top-p",
+    "top_k": "--top-k",
+    "min_p": "--min-p",
+    "repeat_penalty": "--repeat-penalty",
+    "max_tokens": "-n/--max-tokens",
+    "ctx_size": "-c/--ctx-size",
+    "threads": "-t/--threads",
+    "seed": "--seed",
+    "reasoning_effort": "--reasoning-effort",
+}
 
+
+def option_problem(key: str, value: Any) -> str | None:
+    """Why `value` is impossible for the run/chat option `key` (a RunOptions field), or None when fine.
+
+    The text names the value and the rule, e.g. "-1.0 (must be >= 0; 0 means greedy)";
+    `gptoss run` prefixes the flag, `gptoss chat`'s /set the setting name.
+    """
+    if value is None:
+        return None
+    if key in ("temperature", "top_p", "min_p", "repeat_penalty") and not math.isfinite(float(value)):
+        return f"{value} is not a finite number"
+    if key == "temperature" and value < 0:
+        return f"{value} (must be >= 0; 0 means greedy)"
+    if key == "top_p" and not 0.0 < value <= 1.0:
+        return f"{value} (must be in (0, 1])"
+    if key == "top_k" and value < 0:
+        return f"{value} (must be >= 0; 0 turns it off)"
+    if key == "min_p" and not 0.0 <= value <= 1.0:
+        return f"{value} (must be in [0, 1])"
+    if key == "repeat_penalty" and value <= 0:
+        return f"{value} (must be > 0; 1 turns it off)"
+    if key in ("max_tokens", "ctx_size", "threads") and value < 1:
+        return f"{value} (must be >= 1)"
+    if key == "seed" and not 0 <= value < 2**64:
+        return f"{value} (must be in 0 .. 2^64-1)"
+    if key == "reasoning_effort" and str(value).lower() not in ("low", "medium", "high"):
+        return f"{value!r} (must be low, medium or high)"
+    return None
+
+
+def _check(o: RunOptions) -> None:
     modes = [name for name, on in (("--raw", o.raw), ("--json", o.json), ("--jsonl", o.jsonl)) if on]
     if len(modes) > 1:
         raise OptionError(f"{' and '.join(modes)} cannot be used together")
-    for name, value in (("--temperature", o.temperature), ("--top-p", o.top_p), ("--min-p", o.min_p),
-                        ("--repeat-penalty", o.repeat_penalty)):
-        if not math.isfinite(float(value)):
-            raise bad(name, f"{value} is not a finite number")
-    if o.temperature < 0:
-        raise bad("--temperature", f"{o.temperature} (must be >= 0; 0 means greedy)")
-    if not 0.0 < o.top_p <= 1.0:
-        raise bad("--top-p", f"{o.top_p} (must be in (0, 1])")
-    if o.top_k < 0:
-        raise bad("--top-k", f"{o.top_k} (must be >= 0; 0 turns it off)")
-    if not 0.0 <= o.min_p <= 1.0:
-        raise bad("--min-p", f"{o.min_p} (must be in [0, 1])")
-    if o.repeat_penalty <= 0:
-        raise bad("--repeat-penalty", f"{o.repeat_penalty} (must be > 0; 1 turns it off)")
-    if o.max_tokens is not None and o.max_tokens < 1:
-        raise bad("-n/--max-tokens", f"{o.max_tokens} (must be >= 1)")
-    if o.ctx_size is not None and o.ctx_size < 1:
-        raise bad("-c/--ctx-size", f"{o.ctx_size} (must be >= 1)")
-    if o.threads is not None and o.threads < 1:
-        raise bad("-t/--threads", f"{o.threads} (must be >= 1)")
-    if o.seed is not None and not 0 <= o.seed < 2**64:
-        raise bad("--seed", f"{o.seed} (must be in 0 .. 2^64-1)")
-    if str(o.reasoning_effort).lower() not in ("low", "medium", "high"):
-        raise bad("--reasoning-effort", f"{o.reasoning_effort!r} (must be low, medium or high)")
+    for key, flag in OPTION_FLAGS.items():
+        problem = option_problem(key, getattr(o, key))
+        if problem is not None:
+            raise OptionError(f"invalid value for {flag}: {problem}")
+
+
+def sampling_params(o: RunOptions):
+    """The SamplingParams of resolved options."""
+    from .sampling import SamplingParams
+
+    return SamplingParams(
+        temperature=float(o.temperature),
+        top_p=float(o.top_p),
+        top_k=int(o.top_k),
+        min_p=float(o.min_p),
+        repeat_penalty=float(o.repeat_penalty),
+        seed=o.seed,
+    )
+
+
+def open_model_for(o: RunOptions, notice: Callable[[str], None] | None = None):
+    """Resolve -m and load the model for resolved options (checking -t and -c against it).
+
+    Returns (path, LoadedModel); the caller closes the model. Shared by `run` and `chat`.
+    """
+    from .registry import resolve_model
+
+    path = resolve_model(o.model)
+
+    import numba
+
+    max_threads = numba.config.NUMBA_NUM_THREADS
+    if o.threads is not None and o.threads > max_threads:
+        raise OptionError(f"invalid value for -t/--threads: {o.threads} (this machine allows at most {max_threads})")
+
+    from .generate import open_model
+
+    lm = open_model(path, threads=o.threads, context=o.ctx_size, notice=notice)
+    trained = lm.model.config.context_length
+    if o.ctx_size is not None and o.ctx_size > trained:
+        lm.close()
+        raise OptionError(
+            f"invalid value for -c/--ctx-size: {o.ctx_size} is larger than the model's context length {trained}"
+        )
+    return path, lm
 
 
 def _stdin_if_piped(stdin: IO[bytes] | None) -> IO[bytes] | None:
@@ -165,44 +227,20 @@ def _run(opts: RunOptions, stdin: IO[bytes] | None, out: IO[str], err: IO[str], 
     tools = load_tools_file(o.tools) if o.tools else None
 
     # 2. the model
-    from .registry import resolve_model
-
-    path = resolve_model(o.model)
-
-    import numba
-
-    max_threads = numba.config.NUMBA_NUM_THREADS
-    if o.threads is not None and o.threads > max_threads:
-        raise OptionError(f"invalid value for -t/--threads: {o.threads} (this machine allows at most {max_threads})")
-
-    from .generate import open_model
     from .run_output import make_renderer, stats_line
-    from .sampling import SamplingParams
 
     def notice(msg: str) -> None:
         err.write(f"gptoss: {msg}\n")
         err.flush()
 
-    lm = open_model(path, threads=o.threads, context=o.ctx_size, notice=notice)
+    path, lm = open_model_for(o, notice)
     try:
-        trained = lm.model.config.context_length
-        if o.ctx_size is not None and o.ctx_size > trained:
-            raise OptionError(
-                f"invalid value for -c/--ctx-size: {o.ctx_size} is larger than the model's context length {trained}"
-            )
         conv = build_conversation(
             text, instructions=o.system, reasoning_effort=str(o.reasoning_effort), tools=tools
         )
         gen = lm.generator()
         prompt_ids = gen.render(conv)
-        sampling = SamplingParams(
-            temperature=float(o.temperature),
-            top_p=float(o.top_p),
-            top_k=int(o.top_k),
-            min_p=float(o.min_p),
-            repeat_penalty=float(o.repeat_penalty),
-            seed=o.seed,
-        )
+        sampling = sampling_params(o)
         generation = gen.generate(prompt_ids, sampling, max_tokens=o.max_tokens)
 
         mode = "raw" if o.raw else "json" if o.json else "jsonl" if o.jsonl else "text"

@@ -1,0 +1,180 @@
+"""`gptoss chat`: load the model, show the banner, run the REPL.
+
+    code = chat(RunOptions(model="20b", temperature=0.7))
+
+Options are `gptoss run`'s (model, context, threads, sampling, reasoning effort,
+system, tools), with the same [run] defaults from config.toml; the reasoning
+is shown unless --hide-reasoning (or show_reasoning = false in [run]).
+On a terminal the REPL uses prompt_toolkit and rich; with a pipe on either
+side it reads plain lines and writes plain text.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import replace
+from pathlib import Path
+from typing import IO, Any
+
+from ..run import RunOptions
+
+__all__ = ["chat", "history_path", "model_facts", "is_demo_model"]
+
+
+def history_path() -> Path:
+    from ..registry import app_dir
+
+    return app_dir() / "chat_history"
+
+
+def is_demo_model(path: Path) -> bool:
+    """True when `path` is the built-in demo model (or a models.toml entry marked demo = true)."""
+    from ..registry import builtin_default_model, load_models
+
+    try:
+        target = path.resolve()
+        demo = builtin_default_model()
+        if demo is not None and Path(demo).resolve() == target:
+            return True
+        for entry in load_models():
+            if getattr(entry, "demo", False) and any(p.resolve() == target for p in entry.paths()):
+                return True
+    except Exception:  # a broken models.toml must not stop the chat; `gptoss models` reports it
+        return False
+    return False
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def model_facts(name: str, path: Path, lm: Any) -> tuple[dict[str, str], list[tuple[str, str]]]:
+    """(banner facts, /show rows) for a loaded model."""
+    cfg = lm.model.config
+    ctx = lm.model.context
+    threads = lm.model.threads
+    try:
+        size = _size(path.stat().st_size)
+    except OSError:
+        size = "?"
+    context = f"{ctx} tokens" + ("" if ctx == cfg.context_length else f" (model max {cfg.context_length})")
+    shape = f"{cfg.n_layers} layers, {cfg.n_experts} experts ({cfg.n_experts_used} per token)"
+    banner = {
+        "model": name,
+        "path": str(path),
+        "context": context,
+        "threads": f"{threads} thread{'s' if threads != 1 else ''}",
+        "shape": shape,
+    }
+    rows = [
+        ("model", name),
+        ("path", str(path)),
+        ("file size", size),
+        ("layers", str(cfg.n_layers)),
+        ("experts", f"{cfg.n_experts} ({cfg.n_experts_used} per token)"),
+        ("hidden size", str(cfg.hidden)),
+        ("vocabulary", str(cfg.vocab_size)),
+        ("context", context),
+        ("threads", str(threads)),
+        ("load time", f"{lm.load_s:.2f} s" + (f" (+ kernel compile {lm.compile_s:.1f} s)" if lm.compile_s else "")),
+    ]
+    return banner, rows
+
+
+def _display_name(spec: str | None, path: Path) -> str:
+    """The models.toml name when -m named a known model, else the file name."""
+    if spec and not Path(spec).expanduser().exists():
+        try:
+            from ..registry import find_model
+
+            entry = find_model(spec)
+        except Exception:  # a broken models.toml: `gptoss models` reports it
+            entry = None
+        if entry is not None:
+            return entry.name
+    return path.name
+
+
+def _isatty(stream: Any) -> bool:
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError):
+        return False
+
+
+def chat(
+    opts: RunOptions,
+    *,
+    stdin: IO[str] | None = None,
+    stdout: IO[str] | None = None,
+    stderr: IO[str] | None = None,
+    config: dict[str, Any] | None = None,
+    interactive: bool | None = None,
+) -> int:
+    """Run the chat until the user leaves; returns the exit code. Raises GptossError for bad options or model files."""
+    from ..prompt import load_tools_file
+    from ..registry import run_defaults
+    from ..run import open_model_for, resolve_options
+    from .commands import ChatController
+    from .repl import PlainUI, TerminalUI, run_loop
+    from .session import ChatSession, ChatSettings
+
+    inp = stdin if stdin is not None else sys.stdin
+    out = stdout if stdout is not None else sys.stdout
+    err = stderr if stderr is not None else sys.stderr
+    cfg = run_defaults() if config is None else config
+    if opts.show_reasoning is None:
+        opts = replace(opts, show_reasoning=bool(cfg.get("show_reasoning", True)))
+    o = resolve_options(opts, cfg)
+    tools = load_tools_file(o.tools) if o.tools else None
+    if interactive is None:
+        interactive = _isatty(inp) and _isatty(out) and os.environ.get("TERM") != "dumb"
+
+    console = None
+    if interactive:
+        from rich.console import Console
+
+        console = Console(file=out, highlight=False, emoji=False)
+
+    def notice(msg: str) -> None:
+        err.write(f"gptoss: {msg}\n")
+        err.flush()
+
+    path, lm = open_model_for(o, notice)
+    try:
+        name = _display_name(o.model, path)
+        facts, rows = model_facts(name, path, lm)
+        settings = ChatSettings(
+            reasoning_effort=str(o.reasoning_effort).lower(),
+            temperature=float(o.temperature),
+            top_p=float(o.top_p),
+            top_k=int(o.top_k),
+            min_p=float(o.min_p),
+            repeat_penalty=float(o.repeat_penalty),
+            seed=o.seed,
+            max_tokens=o.max_tokens,
+            show_reasoning=bool(o.show_reasoning),
+        )
+        session = ChatSession(lm.generator(), settings, instructions=o.system, tools=tools)
+        ui: Any
+        if interactive:
+            hist = history_path()
+            ui = TerminalUI(console, hist, context=lm.model.context)
+            rows.append(("input history", str(hist)))
+        else:
+            ui = PlainUI(inp, out, err, context=lm.model.context)
+        verbose = None
+        if o.verbose:
+            verbose = f"loaded in {lm.load_s:.2f} s" + (f", kernels compiled in {lm.compile_s:.1f} s" if lm.compile_s else "")
+        ui.banner(facts, demo=is_demo_model(path), verbose_line=verbose)
+        if tools:
+            ui.info("tools: " + ", ".join(f"functions.{t.name}" for t in tools))
+        controller = ChatController(session, ui, rows, context=lm.model.context)
+        return run_loop(controller, ui)
+    finally:
+        lm.close()
