@@ -5,6 +5,7 @@
     logits = m.logits([200006, 17360])      # [2, vocab] float32, from an empty cache
     m.reset(); last = m.feed(prompt_ids)      # incremental: logits of the last token
     last = m.feed([next_id])
+    cp = m.checkpoint(); ...; m.rollback(cp)  # return to an earlier point (chat turns)
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 from .config import ModelConfig
 from .errors import InputError
 from .gguf_file import GGUFFile
+from .kv_cache import KVCheckpoint
 from .model import Transformer
 from .weights import read_config, read_weights
 
@@ -51,6 +53,14 @@ class Model:
     def reset(self) -> None:
         """Empty the KV cache."""
         self._t.reset()
+
+    def checkpoint(self) -> KVCheckpoint:
+        """Remember the cache as it is now, to come back to it with `rollback`."""
+        return self._t.cache.checkpoint()
+
+    def rollback(self, cp: KVCheckpoint) -> None:
+        """Forget every token after the checkpoint (taken earlier in this sequence)."""
+        self._t.cache.rollback(cp)
 
     def feed(self, token_ids, all_logits: bool = False) -> np.ndarray:
         """Append tokens after those already in the cache.

@@ -259,6 +259,9 @@ class Generator:
         self.stop_tokens = frozenset(stop_tokens if stop_tokens is not None else encoding.stop_tokens_for_assistant_actions())
         self._cached: list[int] = []  # tokens in the model's KV cache, valid when _cache_valid
         self._cache_valid = False
+        # (checkpoint, tokens) taken after the last prompt, for models that support rollback:
+        # a chat's next prompt extends the last prompt but not the reply (analysis is dropped).
+        self._prompt_checkpoint: tuple[Any, list[int]] | None = None
 
     # -- cache bookkeeping --------------------------------------------------------
 
@@ -271,6 +274,12 @@ class Generator:
         self.model.reset()
         self._cached = []
         self._cache_valid = True
+        self._prompt_checkpoint = None
+
+    def _remember_prompt(self) -> None:
+        checkpoint = getattr(self.model, "checkpoint", None)
+        if checkpoint is not None and self._cache_valid:
+            self._prompt_checkpoint = (checkpoint(), list(self._cached))
 
     def _feed(self, ids: list[int]):
         self._cache_valid = False  # an interrupt inside feed leaves the cache undefined
@@ -280,10 +289,18 @@ class Generator:
         return logits
 
     def _reusable(self, prompt: list[int]) -> int:
+        """How many leading prompt tokens the cache already holds (rolling back if that helps)."""
         c = self._cached
-        if not self._cache_valid or not c or self.model.n_past != len(c) or len(c) >= len(prompt):
-            return 0
-        return len(c) if prompt[: len(c)] == c else 0
+        if self._cache_valid and c and self.model.n_past == len(c) and len(c) < len(prompt) and prompt[: len(c)] == c:
+            return len(c)
+        cp = self._prompt_checkpoint
+        if cp is not None and self._cache_valid and self.model.n_past >= len(cp[1]):
+            tokens = cp[1]
+            if 0 < len(tokens) < len(prompt) and prompt[: len(tokens)] == tokens:
+                self.model.rollback(cp[0])
+                self._cached = list(tokens)
+                return len(tokens)
+        return 0
 
     # -- public ---------------------------------------------------------------------------
 
@@ -424,6 +441,7 @@ class Generation:
         if not reuse:
             gen.reset()
         logits = gen._feed(prompt[reuse:])
+        gen._remember_prompt()
         t1 = time.perf_counter()
         r.prompt_s = t1 - self._t0
         r.cached_tokens = reuse

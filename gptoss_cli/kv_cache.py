@@ -9,9 +9,23 @@ a 128k context costs memory only as far as it is used.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from .config import ModelConfig
+
+
+@dataclass(frozen=True)
+class KVCheckpoint:
+    """The cache as it was after `n_past` tokens: copies of the sliding-window rings only.
+
+    Full-attention layers need no copy: positions below n_past are never
+    overwritten by later tokens. For gpt-oss-20b a checkpoint is about 6 MB.
+    """
+
+    n_past: int
+    rings: dict[int, tuple[np.ndarray, np.ndarray]]
 
 
 class KVCache:
@@ -34,6 +48,23 @@ class KVCache:
     def reset(self) -> None:
         """Forget every position; old slots are overwritten before they are read again."""
         self.n_past = 0
+
+    def checkpoint(self) -> KVCheckpoint:
+        rings = {
+            i: (self.k[i].copy(), self.v[i].copy())
+            for i in range(len(self.k))
+            if self.k[i].shape[0] < self.context
+        }
+        return KVCheckpoint(self.n_past, rings)
+
+    def rollback(self, cp: KVCheckpoint) -> None:
+        """Return to a checkpoint taken earlier in the current sequence (n_past >= cp.n_past)."""
+        if cp.n_past > self.n_past:
+            raise ValueError(f"checkpoint at {cp.n_past} tokens is ahead of the cache ({self.n_past})")
+        for i, (k, v) in cp.rings.items():
+            self.k[i][...] = k
+            self.v[i][...] = v
+        self.n_past = cp.n_past
 
     def store(self, layer: int, start: int, k: np.ndarray, v: np.ndarray) -> None:
         """Write keys/values for positions start..start+len(k)-1 of one layer."""

@@ -400,3 +400,23 @@ def test_stats_line(harmony_encoding):
     _, _, res = _render(harmony_encoding, ANSWER, "text")
     line = stats_line(res, 0.25)
     assert line.startswith("gptoss: load 0.25 s") and "tok/s" in line and "stop: stop" in line and "\n" not in line
+
+
+def test_next_turn_rolls_back_to_the_last_prompt(harmony_encoding, tiny_harmony_gguf):
+    """The next chat prompt extends the last prompt but not the reply: only the new part is processed,
+    and the continuation equals a fresh run's."""
+    from gptoss_cli import load_model
+
+    enc = harmony_encoding
+    greedy = SamplingParams(temperature=0)
+    model = load_model(tiny_harmony_gguf, threads=1, context=512)
+    gen = Generator(model, enc)
+    p1 = _prompt(enc, "Hi")
+    gen.generate(p1, greedy, max_tokens=150).run()  # longer than the 8-slot window: rings overwritten
+    p2 = p1 + enc.encode("<|channel|>final<|message|>Hello<|end|><|start|>user<|message|>Again<|end|>"
+                         "<|start|>assistant", allow_special=True)
+    g2 = gen.generate(p2, greedy, max_tokens=8)
+    assert next(iter(g2)).cached_tokens == len(p1)
+    list(g2)
+    fresh = Generator(load_model(tiny_harmony_gguf, threads=1, context=512), enc).generate(p2, greedy, max_tokens=8)
+    assert g2.result.tokens == fresh.run().tokens

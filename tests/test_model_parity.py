@@ -93,3 +93,20 @@ def test_weights_are_views_of_the_file_map(tiny):
                  layer.gate.data, layer.up.data, layer.down.data, layer.attn_norm, layer.sinks]
     for arr in mats:
         assert np.shares_memory(arr, m.gguf.data)
+
+
+def test_rollback_to_a_checkpoint_equals_a_fresh_pass(tiny):
+    """A chat turn: prompt, reply, then back to the prompt's end and a different continuation."""
+    model, ids, _ = tiny
+    m = load_model(model.gguf_path, threads=1)
+    window = model.config.sliding_window
+    prompt, reply, other = ids[:40], ids[40 : 40 + window + 20], ids[200:230]
+    m.reset()
+    m.feed(prompt)
+    cp = m.checkpoint()
+    m.feed(reply)  # long enough to overwrite every ring slot
+    m.rollback(cp)
+    assert m.n_past == len(prompt)
+    got = m.feed(other, all_logits=True)
+    fresh = m.logits(np.concatenate([prompt, other]))[len(prompt):]
+    assert np.max(np.abs(got - fresh)) <= 1e-4 * np.max(np.abs(fresh))
