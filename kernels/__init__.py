@@ -8,8 +8,10 @@ Modules, one job each:
     dequant     stored rows -> float32, bit-exact with gguf.quants
     matvec      decode-time fused dequantize x vector kernels (one per type)
     matmul      prefill-time tiled dequantize x matrix kernels (one per type)
-    simd        x86 shuffle intrinsics for MXFP4 decoding; picks the MXFP4 path from the CPU
+    simd        register-resident vector type and intrinsics (MXFP4 shuffles, Q8_0 / BF16
+                widening); picks the kernel path from the CPU
     mxfp4_fast  MXFP4 matvec / matmul kernels on those intrinsics (AVX-512, SSSE3)
+    q8_fast     Q8_0 and BF16 matvec kernels on those intrinsics
     linear      public matvec / expert_matvec / matmul with checks and dispatch
     norms       rmsnorm
     rope        half-split rotary embedding
@@ -21,7 +23,7 @@ Modules, one job each:
 
 from .attention import attention
 from .dequant import dequantize
-from .linear import expert_matvec, matmul, matvec, mxfp4_path, set_mxfp4_path
+from .linear import expert_matvec, kernel_path, matmul, matvec, mxfp4_path, set_kernel_path, set_mxfp4_path
 from .moe import router_topk, swiglu
 from .norms import rmsnorm
 from .rope import apply_rope
@@ -32,10 +34,12 @@ __all__ = [
     "dequantize",
     "expert_matvec",
     "matmul",
+    "kernel_path",
     "matvec",
     "mxfp4_path",
     "rmsnorm",
     "router_topk",
+    "set_kernel_path",
     "set_mxfp4_path",
     "swiglu",
 ]

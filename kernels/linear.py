@@ -4,11 +4,13 @@ Each checks its arguments (the kernels do no bounds checks), normalizes the
 arrays to one compiled signature per weight type, and dispatches on the ggml
 type id. ``out`` arrays are written in place.
 
-MXFP4 has two implementations: the plain loops (matvec.py / matmul.py, any
-CPU) and the shuffle-decoding kernels of mxfp4_fast.py (x86 with AVX-512 or
-SSSE3). The path is chosen at import from the CPU's features, or forced with
-``GPTOSS_KERNELS=portable|ssse3|avx512`` (see simd.py); :func:`mxfp4_path`
-says which one is in use and :func:`set_mxfp4_path` switches (tests, benchmarks).
+MXFP4, Q8_0 and BF16 have two implementations: the plain loops (matvec.py /
+matmul.py, any CPU) and the explicit-vector kernels of mxfp4_fast.py and
+q8_fast.py (x86 with AVX-512 or SSSE3). One path is chosen for all of them at
+import from the CPU's features, or forced with
+``GPTOSS_KERNELS=portable|ssse3|avx512`` (see simd.py); :func:`kernel_path`
+says which one is in use and :func:`set_kernel_path` switches (tests,
+benchmarks). ``mxfp4_path`` / ``set_mxfp4_path`` are the older names.
 """
 
 from __future__ import annotations
@@ -37,38 +39,44 @@ _MATMUL = {
     gt.MXFP4: _mm.matmul_mxfp4,
 }
 
-_MXFP4_PATH = "portable"
+_PORTABLE_EXPERT_MATVEC = dict(_EXPERT_MATVEC)
+_PORTABLE_MATMUL = dict(_MATMUL)
+_PATH = "portable"
 
 
-def mxfp4_path() -> str:
-    """The MXFP4 kernels in use: 'avx512', 'ssse3' or 'portable'."""
-    return _MXFP4_PATH
+def kernel_path() -> str:
+    """The kernels in use for MXFP4, Q8_0 and BF16: 'avx512', 'ssse3' or 'portable'."""
+    return _PATH
 
 
-def set_mxfp4_path(path: str) -> str:
-    """Use the MXFP4 kernels of ``path`` ('avx512', 'ssse3', 'portable' or 'auto'); returns the old path.
+def set_kernel_path(path: str) -> str:
+    """Use the kernels of ``path`` ('avx512', 'ssse3', 'portable' or 'auto'); returns the old path.
 
     Raises ``ValueError`` for a path this CPU cannot run.
     """
-    global _MXFP4_PATH
+    global _PATH
     if path == "auto":
         path = simd.choose_isa(simd.target_features())
     if path not in simd.supported_isas(simd.target_features()):
-        raise ValueError(f"MXFP4 path {path!r} is not available on this CPU "
+        raise ValueError(f"kernel path {path!r} is not available on this CPU "
                          f"(available: {', '.join(simd.supported_isas(simd.target_features()))})")
-    if path == "portable":
-        _EXPERT_MATVEC[gt.MXFP4] = _mv.expert_matvec_mxfp4
-        _MATMUL[gt.MXFP4] = _mm.matmul_mxfp4
-    else:
-        from . import mxfp4_fast
+    _EXPERT_MATVEC.update(_PORTABLE_EXPERT_MATVEC)
+    _MATMUL.update(_PORTABLE_MATMUL)
+    if path != "portable":
+        from . import mxfp4_fast, q8_fast
 
         _EXPERT_MATVEC[gt.MXFP4] = mxfp4_fast.EXPERT_MATVEC[path]
         _MATMUL[gt.MXFP4] = mxfp4_fast.MATMUL[path]
-    old, _MXFP4_PATH = _MXFP4_PATH, path
+        _EXPERT_MATVEC[gt.Q8_0] = q8_fast.EXPERT_MATVEC_Q8_0[path]
+        _EXPERT_MATVEC[gt.BF16] = q8_fast.EXPERT_MATVEC_BF16[path]
+    old, _PATH = _PATH, path
     return old
 
 
-set_mxfp4_path(simd.MXFP4_ISA)
+mxfp4_path = kernel_path
+set_mxfp4_path = set_kernel_path
+
+set_kernel_path(simd.MXFP4_ISA)
 
 _EXPERT0 = readonly(np.zeros(1, dtype=np.int64))
 

@@ -1,4 +1,4 @@
-"""Explicit-SIMD building blocks for the MXFP4 kernels (x86), and the choice of path.
+"""Explicit-SIMD building blocks for the MXFP4, Q8_0 and BF16 kernels (x86), and the choice of path.
 
 Plain loops decode an MXFP4 nibble by arithmetic or by a gathered table lookup,
 which leaves the kernels compute-bound at a fraction of memory bandwidth
@@ -24,6 +24,9 @@ A row's dot product is carried in a value of the Numba type :data:`f32x32`,
 an LLVM ``<32 x float>`` (two AVX-512 registers) that stays in registers:
 lane ``j`` accumulates element ``j`` of every block (the low nibbles take lanes
 0..15, the high nibbles 16..31).
+
+Q8_0 and BF16 need no table: their blocks are widened with plain LLVM vector
+IR (``sitofp <32 x i8>``, a 16-bit shift), see the section at the end.
 
 The path is chosen once, at import, from the features of the CPU Numba
 compiles for (:func:`target_features`, :func:`choose_isa`): 'avx512' needs
@@ -111,6 +114,7 @@ def choose_isa(features: dict[str, bool], request: str | None = None) -> str:
 
 
 MXFP4_ISA = choose_isa(target_features(), os.environ.get(ENV_VAR))
+KERNEL_ISA = MXFP4_ISA  # one path for every type (MXFP4, Q8_0, BF16); the older name stays
 
 # ------------------------------------------------------------------ vector type
 
@@ -316,3 +320,148 @@ def prefetch(typingctx, ary, index):
         return context.get_dummy_value()
 
     return types.none(ary, index), codegen
+
+
+
+# ------------------------------------------------------------------ Q8_0 / BF16 blocks
+# Plain LLVM vector IR, no target intrinsics: int8 -> float is ``sitofp <32 x i8>``
+# (vpmovsxbd + vcvtdq2ps on x86), bf16 -> float a 16-bit shift. Each weight is
+# formed exactly as the plain kernels form it: ``q * d`` for Q8_0 (an int8 times
+# a half-precision scale is exact in float32), then ``acc + w * x`` with
+# contraction allowed. Only the order of the float32 summation differs.
+
+
+def _q8_weights(context, builder, row_t, row_v, o64, d32):
+    """<32 x float> of q * d for the Q8_0 block whose scale is at byte o64 of row."""
+    qp = _elem_ptr(context, builder, row_t, row_v, builder.add(o64, ir.Constant(o64.type, 2)),
+                   ir.VectorType(_I8, LANES))
+    q = builder.sitofp(builder.load(qp, align=1), _VEC)
+    return builder.fmul(q, d32)
+
+
+def _half_scale(context, builder, row_t, row_v, o64):
+    """<32 x float> splat of the half-precision scale at byte o64 of row.
+
+    Splatting the half before widening lets AVX512-FP16 CPUs use one
+    ``vcvtph2psx`` with a broadcast memory operand (F16C CPUs: ``vpbroadcastw`` +
+    ``vcvtph2ps``). Needs a CPU with a half-to-float instruction.
+    """
+    h = builder.load(_elem_ptr(context, builder, row_t, row_v, o64, ir.HalfType()), align=1)
+    d16 = builder.fpext(_splat(builder, h, 16), ir.VectorType(_F32, 16))
+    return _concat(builder, d16, d16)
+
+
+def _check_q8_args(row, o, x, xo):
+    return _check_block_args(row, o, x, xo)
+
+
+@intrinsic
+def q8_block_fma(typingctx, acc, row, o, d, x, xo):
+    """acc + (q * d) * x[xo:xo+32] for the Q8_0 block at byte o of row (int8 q at o+2..o+33).
+
+    ``d`` is the block scale already decoded to float (any CPU).
+    """
+    if not (isinstance(acc, F32x32) and _check_q8_args(row, o, x, xo) and isinstance(d, types.Float)):
+        return None
+    sig = f32x32(acc, row, o, d, x, xo)
+
+    def codegen(context, builder, signature, args):
+        acc_v, row_v, o_v, d_v, x_v, xo_v = args
+        o64 = context.cast(builder, o_v, signature.args[2], types.intp)
+        d32 = _splat(builder, context.cast(builder, d_v, signature.args[3], types.float32), LANES)
+        w = _q8_weights(context, builder, signature.args[1], row_v, o64, d32)
+        xo64 = context.cast(builder, xo_v, signature.args[5], types.intp)
+        xv = builder.load(_elem_ptr(context, builder, signature.args[4], x_v, xo64, _VEC), align=4)
+        return builder.fadd(acc_v, builder.fmul(w, xv, flags=_FLAGS), flags=_FLAGS)
+
+    return sig, codegen
+
+
+@intrinsic
+def q8_block_fma_h(typingctx, acc, row, o, x, xo):
+    """As :func:`q8_block_fma` with the scale read and widened from the block itself (F16C / AVX-512 CPUs)."""
+    if not (isinstance(acc, F32x32) and _check_q8_args(row, o, x, xo)):
+        return None
+    sig = f32x32(acc, row, o, x, xo)
+
+    def codegen(context, builder, signature, args):
+        acc_v, row_v, o_v, x_v, xo_v = args
+        o64 = context.cast(builder, o_v, signature.args[2], types.intp)
+        d32 = _half_scale(context, builder, signature.args[1], row_v, o64)
+        w = _q8_weights(context, builder, signature.args[1], row_v, o64, d32)
+        xo64 = context.cast(builder, xo_v, signature.args[4], types.intp)
+        xv = builder.load(_elem_ptr(context, builder, signature.args[3], x_v, xo64, _VEC), align=4)
+        return builder.fadd(acc_v, builder.fmul(w, xv, flags=_FLAGS), flags=_FLAGS)
+
+    return sig, codegen
+
+
+@intrinsic
+def q8_block_store(typingctx, row, o, d, dst, do):
+    """dst[do:do+32] = q * d for the Q8_0 block at byte o of row (``d`` the decoded scale)."""
+    if not (_check_q8_args(row, o, dst, do) and isinstance(d, types.Float)):
+        return None
+    sig = types.none(row, o, d, dst, do)
+
+    def codegen(context, builder, signature, args):
+        row_v, o_v, d_v, dst_v, do_v = args
+        o64 = context.cast(builder, o_v, signature.args[1], types.intp)
+        d32 = _splat(builder, context.cast(builder, d_v, signature.args[2], types.float32), LANES)
+        w = _q8_weights(context, builder, signature.args[0], row_v, o64, d32)
+        do64 = context.cast(builder, do_v, signature.args[4], types.intp)
+        builder.store(w, _elem_ptr(context, builder, signature.args[3], dst_v, do64, _VEC), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+def _check_u16_args(row, o, x, xo):
+    return (
+        isinstance(row, types.Array) and row.dtype == types.uint16 and row.ndim == 1
+        and isinstance(o, types.Integer)
+        and isinstance(x, types.Array) and x.dtype == types.float32 and x.ndim == 1
+        and isinstance(xo, types.Integer)
+    )
+
+
+def _bf16_weights(context, builder, row_t, row_v, o64):
+    i16 = ir.VectorType(ir.IntType(16), LANES)
+    i32 = ir.VectorType(_I32, LANES)
+    b = builder.load(_elem_ptr(context, builder, row_t, row_v, o64, i16), align=2)
+    return builder.bitcast(builder.shl(builder.zext(b, i32), ir.Constant(i32, [16] * LANES)), _VEC)
+
+
+@intrinsic
+def bf16_fma(typingctx, acc, row, o, x, xo):
+    """acc + w * x[xo:xo+32] where w are the 32 bfloat16 values row[o:o+32]."""
+    if not (isinstance(acc, F32x32) and _check_u16_args(row, o, x, xo)):
+        return None
+    sig = f32x32(acc, row, o, x, xo)
+
+    def codegen(context, builder, signature, args):
+        acc_v, row_v, o_v, x_v, xo_v = args
+        o64 = context.cast(builder, o_v, signature.args[2], types.intp)
+        w = _bf16_weights(context, builder, signature.args[1], row_v, o64)
+        xo64 = context.cast(builder, xo_v, signature.args[4], types.intp)
+        xv = builder.load(_elem_ptr(context, builder, signature.args[3], x_v, xo64, _VEC), align=4)
+        return builder.fadd(acc_v, builder.fmul(w, xv, flags=_FLAGS), flags=_FLAGS)
+
+    return sig, codegen
+
+
+@intrinsic
+def bf16_store(typingctx, row, o, dst, do):
+    """dst[do:do+32] = the 32 bfloat16 values row[o:o+32] as float32."""
+    if not _check_u16_args(row, o, dst, do):
+        return None
+    sig = types.none(row, o, dst, do)
+
+    def codegen(context, builder, signature, args):
+        row_v, o_v, dst_v, do_v = args
+        o64 = context.cast(builder, o_v, signature.args[1], types.intp)
+        w = _bf16_weights(context, builder, signature.args[0], row_v, o64)
+        do64 = context.cast(builder, do_v, signature.args[3], types.intp)
+        builder.store(w, _elem_ptr(context, builder, signature.args[2], dst_v, do64, _VEC), align=4)
+        return context.get_dummy_value()
+
+    return sig, codegen
