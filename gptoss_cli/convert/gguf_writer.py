@@ -43,6 +43,7 @@ __all__ = [
     "DENSE_TYPES",
     "FILE_TYPE_MXFP4_MOE",
     "write_gpt_oss_gguf",
+    "write_gguf",
     "metadata_items",
     "expected_tensor_shapes",
     "tensor_type_for",
@@ -84,7 +85,9 @@ class GGUFTensor:
     data:      the on-disk bytes as an array (float32 for F32, float16 for F16,
                uint16 bit patterns for BF16, uint8 bytes for Q8_0 / MXFP4), or a
                zero-argument callable returning that array (called once, at
-               write time: this is how the writer streams).
+               write time: this is how the writer streams), or returning an
+               iterator of such arrays, consecutive pieces of the tensor in
+               file order (so a large tensor never sits in memory whole).
     ggml_type: ggml type id.
     shape:     logical NumPy shape in elements (slowest axis first; the reverse
                of ggml's `ne`). Experts: [E, out, in]; expert biases [E, out].
@@ -106,7 +109,49 @@ class GGUFTensor:
     def load(self) -> np.ndarray:
         """Return the on-disk array, checked against type and shape."""
         arr = self.data() if callable(self.data) else self.data
+        if not isinstance(arr, np.ndarray) and hasattr(arr, "__next__"):
+            arr = np.concatenate([np.asarray(c).reshape(-1) for c in arr])
         return _check_raw(self.name, np.asarray(arr), self.ggml_type, self.shape)
+
+    def _source(self) -> "np.ndarray | _Chunked":
+        """What the writer hands to gguf-py: a checked array, or the checked chunk stream."""
+        arr = self.data() if callable(self.data) else self.data
+        if not isinstance(arr, np.ndarray) and hasattr(arr, "__next__"):
+            return _Chunked(self, arr)
+        return _check_raw(self.name, np.asarray(arr), self.ggml_type, self.shape)
+
+
+class _Chunked:
+    """A tensor given as consecutive pieces, written piece by piece.
+
+    Duck-types the two things gguf-py's `GGUFWriter.write_tensor_data` uses
+    (`nbytes`, `tofile`); each piece is checked for dtype and the total size
+    must equal the tensor's.
+    """
+
+    def __init__(self, tensor: GGUFTensor, chunks: Any) -> None:
+        self.tensor = tensor
+        self.chunks = chunks
+        self.nbytes = tensor.nbytes
+        self.progress: Callable[[int], None] | None = None
+        qt = QT(tensor.ggml_type)
+        self.dtype = _RAW_DTYPES.get(qt, np.dtype(np.uint8))
+
+    def tofile(self, fout: Any) -> None:
+        done = 0
+        for c in self.chunks:
+            c = np.asarray(c)
+            if c.dtype != self.dtype and not (self.dtype == np.uint16 and "bfloat16" in str(c.dtype)):
+                raise TypeError(f"{self.tensor.name}: chunk dtype {c.dtype}, expected {self.dtype}")
+            c = np.ascontiguousarray(c)
+            done += c.nbytes
+            if done > self.nbytes:
+                raise ValueError(f"{self.tensor.name}: chunks exceed the tensor's {self.nbytes} bytes")
+            c.tofile(fout)
+            if self.progress is not None:
+                self.progress(c.nbytes)
+        if done != self.nbytes:
+            raise ValueError(f"{self.tensor.name}: chunks hold {done} bytes, the tensor needs {self.nbytes}")
 
 
 def tensor_nbytes(shape: tuple[int, ...], ggml_type: int) -> int:
@@ -397,10 +442,21 @@ def _add_tokenizer(w: gguf.GGUFWriter, tok: Any, vocab_size: int) -> None:
     merges = _seq(getattr(tok, "merges", None) or [])
     if merges:
         w.add_key_value(K.MERGES, merges, VT.ARRAY, sub_type=VT.STRING)
-    for key, attr in ((K.BOS_ID, "bos_id"), (K.EOS_ID, "eos_id"), (K.PAD_ID, "padding_id")):
+    for key, attr in (
+        (K.BOS_ID, "bos_id"),
+        (K.EOS_ID, "eos_id"),
+        (K.UNK_ID, "unk_id"),
+        (K.SEP_ID, "sep_id"),
+        (K.PAD_ID, "padding_id"),
+        (K.MASK_ID, "mask_id"),
+    ):
         value = getattr(tok, attr, None)
         if value is not None:
             w.add_uint32(key, int(value))
+    for key, attr in ((K.ADD_BOS, "add_bos"), (K.ADD_EOS, "add_eos")):
+        value = getattr(tok, attr, None)
+        if value is not None:
+            w.add_bool(key, bool(value))
     template = getattr(tok, "chat_template", None)
     if template:
         w.add_string(K.CHAT_TEMPLATE, template)
@@ -410,31 +466,11 @@ def _add_tokenizer(w: gguf.GGUFWriter, tok: Any, vocab_size: int) -> None:
 # Writer
 # ---------------------------------------------------------------------------
 
+ProgressFn = Callable[[str, int], None]
+"""progress(tensor_name, n_bytes): called as each piece of tensor data is written."""
 
-def write_gpt_oss_gguf(
-    path: str | os.PathLike[str],
-    cfg: ModelConfig,
-    tensors: Iterable[GGUFTensor],
-    tokenizer: Any = None,
-    name: str = "gpt-oss",
-    file_type: int | None = None,
-    *,
-    yarn_betas: bool = True,
-    extra_metadata: Iterable[tuple[str, Any, VT]] = (),
-    fsync: bool = True,
-) -> Path:
-    """Write a gpt-oss GGUF to `path`, atomically; return the path.
 
-    `tensors` is consumed once to learn names, types and shapes (keep the data
-    lazy, as callables, for large models); each tensor's data is then made and
-    written in turn. A failure anywhere leaves no file at `path` (an existing
-    file there stays untouched) and no temporary file behind.
-    `tokenizer`: any object with tokens, token_types, merges, bos_id, eos_id,
-    padding_id, model, pre (and optionally chat_template); None writes no
-    tokenizer keys. `file_type` defaults to MOSTLY_MXFP4_MOE (38).
-    """
-    cfg.validate()
-    path = Path(path)
+def _check_items(tensors: Iterable[GGUFTensor]) -> list[GGUFTensor]:
     items = list(tensors)
     seen: set[str] = set()
     for t in items:
@@ -444,10 +480,10 @@ def write_gpt_oss_gguf(
             raise ValueError(f"duplicate tensor name {t.name!r}")
         seen.add(t.name)
         t.nbytes  # validates shape against the type's block size
+    return items
 
-    w = gguf.GGUFWriter(path=None, arch=ARCH)
-    w.add_type(gguf.GGUFType.MODEL)
-    w.add_name(name)
+
+def _add_tensor_infos(w: gguf.GGUFWriter, items: list[GGUFTensor]) -> None:
     for t in items:
         qt = QT(t.ggml_type)
         if qt in _RAW_DTYPES:
@@ -456,18 +492,17 @@ def write_gpt_oss_gguf(
             block, type_size = gguf.GGML_QUANT_SIZES[qt]
             byte_shape = (*t.shape[:-1], t.shape[-1] // block * type_size)
             w.add_tensor_info(t.name, byte_shape, np.dtype(np.uint8), t.nbytes, raw_dtype=qt)
-    total, shared, expert, n_exp = w.get_total_parameter_count()
-    if total > 0:
-        w.add_string(gguf.Keys.General.SIZE_LABEL, gguf.size_label(total, shared, expert, n_exp))
-    for key, value, vtype in metadata_items(cfg, yarn_betas=yarn_betas):
-        w.add_key_value(key, value, vtype)
-    w.add_file_type(FILE_TYPE_MXFP4_MOE if file_type is None else int(file_type))
-    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
-    if tokenizer is not None:
-        _add_tokenizer(w, tokenizer, cfg.vocab_size)
-    for key, value, vtype in extra_metadata:
-        w.add_key_value(key, value, vtype)
 
+
+def _write_file(
+    w: gguf.GGUFWriter,
+    path: Path,
+    items: list[GGUFTensor],
+    progress: ProgressFn | None,
+    fsync: bool,
+) -> Path:
+    """Header, key/values, tensor table, then each tensor's data, into a temporary
+    file beside `path` that is renamed over it only when complete."""
     folder = path.parent if str(path.parent) else Path(".")
     # A fresh name in the destination folder (so os.replace is a rename);
     # opened by GGUFWriter with "wb", so the umask sets its mode as usual.
@@ -477,9 +512,16 @@ def write_gpt_oss_gguf(
         w.write_kv_data_to_file()
         w.write_ti_data_to_file()
         for t in items:
-            arr = t.load()
-            w.write_tensor_data(arr)
-            del arr
+            src = t._source()
+            if isinstance(src, _Chunked):
+                if progress is not None:
+                    src.progress = lambda n, _name=t.name: progress(_name, n)
+                w.write_tensor_data(src)  # type: ignore[arg-type]
+            else:
+                w.write_tensor_data(src)
+                if progress is not None:
+                    progress(t.name, t.nbytes)
+            del src
         assert w.fout is not None
         for f in w.fout:
             f.flush()
@@ -494,3 +536,80 @@ def write_gpt_oss_gguf(
             tmp.unlink(missing_ok=True)
         raise
     return path
+
+
+def write_gpt_oss_gguf(
+    path: str | os.PathLike[str],
+    cfg: ModelConfig,
+    tensors: Iterable[GGUFTensor],
+    tokenizer: Any = None,
+    name: str = "gpt-oss",
+    file_type: int | None = None,
+    *,
+    yarn_betas: bool = True,
+    extra_metadata: Iterable[tuple[str, Any, VT]] = (),
+    fsync: bool = True,
+    progress: ProgressFn | None = None,
+) -> Path:
+    """Write a gpt-oss GGUF to `path`, atomically; return the path.
+
+    `tensors` is consumed once to learn names, types and shapes (keep the data
+    lazy, as callables, for large models); each tensor's data is then made and
+    written in turn. A failure anywhere leaves no file at `path` (an existing
+    file there stays untouched) and no temporary file behind.
+    `tokenizer`: any object with tokens, token_types, merges, bos_id, eos_id,
+    padding_id, model, pre (and optionally unk_id, sep_id, mask_id, add_bos,
+    add_eos, chat_template); None writes no tokenizer keys. `file_type`
+    defaults to MOSTLY_MXFP4_MOE (38). `progress(name, n_bytes)` is called as
+    tensor data is written.
+    """
+    cfg.validate()
+    path = Path(path)
+    items = _check_items(tensors)
+
+    w = gguf.GGUFWriter(path=None, arch=ARCH)
+    w.add_type(gguf.GGUFType.MODEL)
+    w.add_name(name)
+    _add_tensor_infos(w, items)
+    total, shared, expert, n_exp = w.get_total_parameter_count()
+    if total > 0:
+        w.add_string(gguf.Keys.General.SIZE_LABEL, gguf.size_label(total, shared, expert, n_exp))
+    for key, value, vtype in metadata_items(cfg, yarn_betas=yarn_betas):
+        w.add_key_value(key, value, vtype)
+    w.add_file_type(FILE_TYPE_MXFP4_MOE if file_type is None else int(file_type))
+    w.add_quantization_version(gguf.GGML_QUANT_VERSION)
+    if tokenizer is not None:
+        _add_tokenizer(w, tokenizer, cfg.vocab_size)
+    for key, value, vtype in extra_metadata:
+        w.add_key_value(key, value, vtype)
+    return _write_file(w, path, items, progress, fsync)
+
+
+def write_gguf(
+    path: str | os.PathLike[str],
+    arch: str,
+    metadata: Iterable[tuple],
+    tensors: Iterable[GGUFTensor],
+    *,
+    alignment: int | None = None,
+    fsync: bool = True,
+    progress: ProgressFn | None = None,
+) -> Path:
+    """Write any GGUF atomically: `metadata` is (key, value, GGUFValueType[, array
+    element type]) in file order, without `general.architecture` (written from
+    `arch`) and `general.alignment` (pass `alignment`). Used by `quantize` to copy
+    a file's keys unchanged but for `general.file_type`.
+    """
+    path = Path(path)
+    items = _check_items(tensors)
+    w = gguf.GGUFWriter(path=None, arch=arch)
+    if alignment is not None and int(alignment) != w.data_alignment:
+        w.add_custom_alignment(int(alignment))
+    for entry in metadata:
+        key, value, vtype = entry[0], entry[1], entry[2]
+        sub = entry[3] if len(entry) > 3 else None
+        if key in ("general.architecture", "general.alignment"):
+            continue
+        w.add_key_value(key, value, vtype, sub_type=sub)
+    _add_tensor_infos(w, items)
+    return _write_file(w, path, items, progress, fsync)
