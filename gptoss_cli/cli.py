@@ -363,11 +363,19 @@ def quantize_cmd(
         "mxfp4: experts to MXFP4.", case_sensitive=False, show_default=False, metavar="TYPE",
     ),
     force: bool = typer.Option(False, "--force", "-f", help="Overwrite OUT if it exists."),
+    output_type: Optional[QuantType] = typer.Option(
+        None, "--output-tensor-type", case_sensitive=False, help="Type of output.weight instead of TYPE.",
+    ),
+    embedding_type: Optional[QuantType] = typer.Option(
+        None, "--token-embedding-type", case_sensitive=False, help="Type of token_embd.weight instead of TYPE.",
+    ),
 ) -> None:
     """Re-encode a gpt-oss GGUF: dense weights to TYPE, norms/biases/router F32 (like llama-quantize)."""
     from .convert.quantize import quantize_command
 
-    quantize_command(src, out, qtype.value, force=force)
+    quantize_command(src, out, qtype.value, force=force,
+                     output_type=output_type.value if output_type else None,
+                     embedding_type=embedding_type.value if embedding_type else None)
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: every error is one line on stderr, never a traceback.

@@ -263,3 +263,24 @@ def test_quantize_cli_and_errors(tiny, tmp_path):
     for p in (p,):
         assert "Traceback" not in p.stderr and len(p.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "y.gguf").exists() and not list(tmp_path.glob(".*.part"))
+
+
+def test_output_and_embedding_type_overrides(tiny, tmp_path):
+    """--output-tensor-type / --token-embedding-type, as llama-quantize has them; the runtime reads the result."""
+    from gptoss_cli import load_model
+
+    out = tmp_path / "mixed.gguf"
+    p = _run("quantize", tiny.gguf_path, out, "q8_0", "--output-tensor-type", "mxfp4", "--token-embedding-type", "f16")
+    assert p.returncode == 0, p.stderr
+    t, md = _all(out)
+    assert t["output.weight"][0] == QT.MXFP4 and t["token_embd.weight"][0] == QT.F16
+    assert t["blk.0.attn_q.weight"][0] == QT.Q8_0 and md["general.file_type"] == 38
+    want = gguf.quants.quantize(tiny.weights["output.weight"], QT.MXFP4)
+    assert np.array_equal(t["output.weight"][2].view(np.uint8).ravel(), want.view(np.uint8).ravel())
+    ids = np.arange(40) % tiny.config.vocab_size
+    ref = tiny.reference_logits(ids)
+    ours = load_model(out, threads=2).logits(ids)
+    assert np.all(np.isfinite(ours)) and float(np.mean(ours.argmax(-1) == ref.argmax(-1))) >= 0.5
+
+    p = _run("quantize", tiny.gguf_path, tmp_path / "z.gguf", "q8_0", "--output-tensor-type", "q4_k")
+    assert p.returncode == 2 and "q4_k" in p.stderr and not (tmp_path / "z.gguf").exists()

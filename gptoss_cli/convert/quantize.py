@@ -85,9 +85,18 @@ class QuantizeResult:
     file_type: int
 
 
-def target_type(name: str, shape: tuple[int, ...], current: int, qtype: str) -> QT:
-    """The type a tensor gets when quantizing to `qtype` (see the module doc)."""
+def target_type(name: str, shape: tuple[int, ...], current: int, qtype: str, *,
+                output_type: str | None = None, embedding_type: str | None = None) -> QT:
+    """The type a tensor gets when quantizing to `qtype` (see the module doc).
+
+    `output_type` / `embedding_type` override it for `output.weight` /
+    `token_embd.weight` (llama-quantize's --output-tensor-type and
+    --token-embedding-type); they may also be 'mxfp4'.
+    """
     current = QT(current)
+    override = {"output.weight": output_type, "token_embd.weight": embedding_type}.get(name)
+    if override is not None:
+        return QT.MXFP4 if override == "mxfp4" else DENSE_TYPES[override]
     if name.endswith("_exps.weight"):
         if current == QT.MXFP4:
             return current
@@ -127,6 +136,8 @@ def quantize_gguf(
     out: str | os.PathLike[str],
     qtype: str,
     *,
+    output_type: str | None = None,
+    embedding_type: str | None = None,
     force: bool = False,
     progress: bool = True,
     fsync: bool = True,
@@ -134,6 +145,9 @@ def quantize_gguf(
     qtype = qtype.lower()
     if qtype not in QUANT_TYPES:
         raise OptionError(f"TYPE must be one of {', '.join(QUANT_TYPES)}, got {qtype!r}")
+    for opt, value in (("--output-tensor-type", output_type), ("--token-embedding-type", embedding_type)):
+        if value is not None and value not in QUANT_TYPES:
+            raise OptionError(f"{opt} must be one of {', '.join(QUANT_TYPES)}, got {value!r}")
     src, out = Path(src), Path(out)
     if out.exists() and src.exists() and out.resolve() == src.resolve():
         raise ConvertError(f"{out}: the output must be a different file from the input")
@@ -148,7 +162,10 @@ def quantize_gguf(
         changed = kept = 0
         experts_mxfp4 = True
         for name, info in gf.tensors.items():
-            qt = target_type(name, info.shape, info.ggml_type, qtype)
+            qt = target_type(name, info.shape, info.ggml_type, qtype,
+                             output_type=output_type, embedding_type=embedding_type)
+            if qt == QT.MXFP4 and info.shape[-1] % 32:
+                raise OptionError(f"{name}: rows of {info.shape[-1]} values cannot be MXFP4 (blocks of 32)")
             if name.endswith("_exps.weight"):
                 if info.ggml_type == QT.MXFP4:
                     kept += 1
@@ -192,8 +209,10 @@ def quantize_gguf(
         gf.close()
 
 
-def quantize_command(src: str, out: str, qtype: str, force: bool = False) -> None:
-    r = quantize_gguf(src, out, qtype, force=force, progress=True)
+def quantize_command(src: str, out: str, qtype: str, force: bool = False,
+                     output_type: str | None = None, embedding_type: str | None = None) -> None:
+    r = quantize_gguf(src, out, qtype, output_type=output_type, embedding_type=embedding_type,
+                      force=force, progress=True)
     sys.stderr.write(
         f"gptoss: wrote {r.path} ({r.n_tensors} tensors, {r.n_changed} re-encoded, {fmt_bytes(r.nbytes)}) "
         f"in {r.seconds:.1f} s\n"
