@@ -333,12 +333,20 @@ def find_model(name: str, entries: list[ModelEntry] | None = None) -> ModelEntry
 # --------------------------------------------------------------------------- resolution
 
 
-def builtin_default_model() -> Path | None:
-    """Hook for the built-in demo model used when neither -m nor default_model is given.
+DEMO_NAME = "demo"
+DEMO_ALIASES = ("gptoss-demo",)
+DEMO_DESCRIPTION = ("built-in demo: a tiny trained gpt-oss that only adds two numbers from 0 to 99 "
+                    "(for real work: gptoss pull gpt-oss-20b)")
 
-    Returns None until a demo model exists; then return its path here.
+
+def builtin_default_model() -> Path | None:
+    """The built-in demo model shipped in the package (gptoss_cli/data/demo.gguf), if installed.
+
+    It is used when neither -m nor default_model is given, and answers to the name
+    ``demo``; scripts/train_demo_model.py makes it.
     """
-    return None
+    path = Path(__file__).resolve().parent / "data" / "demo.gguf"
+    return path if path.is_file() else None
 
 
 def _looks_like_path(spec: str) -> bool:
@@ -370,6 +378,11 @@ def resolve_model(spec: str | None) -> Path:
     path = Path(spec).expanduser()
     if path.exists():
         return path
+    if spec.lower() in (DEMO_NAME, *DEMO_ALIASES):
+        builtin = builtin_default_model()
+        if builtin is None:
+            raise ModelFileError("the built-in demo model is not installed with this copy of gptoss")
+        return builtin
     entry = find_model(spec)
     if entry is None:
         if _looks_like_path(spec):
@@ -412,6 +425,16 @@ def list_models() -> list[dict[str, Any]]:
     mdir = models_dir(cfg)
     out: list[dict[str, Any]] = []
     claimed: set[str] = set()
+    demo = builtin_default_model()
+    if demo is not None:
+        out.append(
+            {
+                "name": DEMO_NAME, "aliases": list(DEMO_ALIASES), "description": DEMO_DESCRIPTION,
+                "source": None, "approx_size_gb": None, "size": demo.stat().st_size,
+                "published_sha256": None, "sha256": None, "present": True, "partial_bytes": 0,
+                "path": str(demo), "files": [str(demo)], "known": True, "demo": True,
+            }
+        )
     for e in load_models():
         paths = e.paths(mdir)
         claimed.update(p.name for p in paths)
@@ -487,7 +510,9 @@ def show_models(as_json: bool = False) -> None:
     for col in ("NAME", "ALIASES", "SIZE", "STATUS", "PATH"):
         table.add_column(col, overflow="fold")
     for m in items:
-        if m["present"]:
+        if m.get("demo"):
+            status = "built-in demo"
+        elif m["present"]:
             status = "downloaded"
         elif m["partial_bytes"]:
             status = f"partial ({m['partial_bytes'] / 1e9:.1f} GB)"

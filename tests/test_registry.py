@@ -106,11 +106,14 @@ def test_none_uses_config_default(home):
 
 
 def test_none_without_default_asks_for_model(home, monkeypatch):
+    monkeypatch.setattr(registry, "builtin_default_model", lambda: None)  # a copy without the demo
     with pytest.raises(ModelFileError, match="no model given: pass -m/--model"):
         registry.resolve_model(None)
-    # the one hook for a future built-in demo model
+    with pytest.raises(ModelFileError, match="demo model is not installed"):
+        registry.resolve_model("demo")
     monkeypatch.setattr(registry, "builtin_default_model", lambda: Path("/demo.gguf"))
     assert registry.resolve_model(None) == Path("/demo.gguf")
+    assert registry.resolve_model("gptoss-demo") == Path("/demo.gguf")
 
 
 def test_run_defaults_from_config(home):
@@ -191,7 +194,7 @@ def test_cli_models_table_and_json(home):
     assert "~60 GB" in row120 and "downloaded" not in row120
     assert f"models directory: {home / 'models'}" in r.stdout
     r = _cli(home, "models", "--json")
-    data = json.loads(r.stdout)
+    data = [m for m in json.loads(r.stdout) if not m.get("demo")]  # the built-in demo is listed first
     assert [m["name"] for m in data] == ["gpt-oss-20b", "gpt-oss-120b"]
     assert data[0]["present"] is True and data[0]["path"] == str(p)
 

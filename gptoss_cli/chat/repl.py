@@ -26,6 +26,9 @@ __all__ = ["TerminalUI", "PlainUI", "SlashCompleter", "run_loop"]
 PROMPT = ">>> "
 CONTINUATION = "... "
 
+DEMO_NOTE = ("demo model: a tiny model that only adds two numbers from 0 to 99 (try: What is 23 + 48?); "
+             "for real work: gptoss pull gpt-oss-20b")
+
 
 def _one_line(text: str, n: int = 100) -> str:
     one = " ".join(text.split())
@@ -213,7 +216,7 @@ class TerminalUI:
         self._text(f"{facts['path']}", "dim")
         self._text(f"context {facts['context']} · {facts['threads']} · {facts['shape']}", "dim")
         if demo:
-            self._text("demo model: a tiny model with random weights, its answers are noise", "yellow")
+            self._text(DEMO_NOTE, "yellow")
         if verbose_line:
             self._text(verbose_line, "dim")
         if self.history_note:
@@ -343,7 +346,7 @@ class PlainUI:
     def banner(self, facts: dict[str, str], demo: bool = False, verbose_line: str | None = None) -> None:
         self._w(self.err, f"gptoss chat · {facts['model']} · context {facts['context']} · {facts['threads']}")
         if demo:
-            self._w(self.err, "demo model: a tiny model with random weights, its answers are noise")
+            self._w(self.err, DEMO_NOTE)
         if verbose_line:
             self._w(self.err, verbose_line)
 
