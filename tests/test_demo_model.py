@@ -32,6 +32,16 @@ def demo() -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def runtime(demo):
+    """The demo loaded once (model and Harmony encoding), shared by the generation tests."""
+    from gptoss_cli import load_model
+    from gptoss_cli.harmony import HarmonyEncoding
+    from gptoss_cli.tokenizer import load_tokenizer
+
+    return load_model(demo, threads=2), HarmonyEncoding(load_tokenizer(demo))
+
+
 @pytest.fixture()
 def home(tmp_path, monkeypatch):
     """An empty app directory, so no user config names another default model."""
@@ -76,14 +86,9 @@ def greedy_answer(model, enc, question: str) -> list:
     return result.messages
 
 
-def test_greedy_sums_are_correct(demo):
+def test_greedy_sums_are_correct(runtime):
     """50 fixed random pairs: the final channel holds the sum after an analysis message, at least 95% of the time."""
-    from gptoss_cli import load_model
-    from gptoss_cli.harmony import HarmonyEncoding
-    from gptoss_cli.tokenizer import load_tokenizer
-
-    model = load_model(demo, threads=2)
-    enc = HarmonyEncoding(load_tokenizer(demo))
+    model, enc = runtime
     rng = random.Random(50)
     wrong = []
     for _ in range(50):
@@ -96,13 +101,8 @@ def test_greedy_sums_are_correct(demo):
     assert len(wrong) <= 2, wrong
 
 
-def test_demo_answers_about_itself(demo):
-    from gptoss_cli import load_model
-    from gptoss_cli.harmony import HarmonyEncoding
-    from gptoss_cli.tokenizer import load_tokenizer
-
-    model = load_model(demo, threads=2)
-    enc = HarmonyEncoding(load_tokenizer(demo))
+def test_demo_answers_about_itself(runtime):
+    model, enc = runtime
     final = greedy_answer(model, enc, "Who are you?")[-1].text
     assert "demo model" in final and "gptoss pull gpt-oss-20b" in final
     assert "demo model" in greedy_answer(model, enc, "Hello!")[-1].text
