@@ -12,7 +12,8 @@ Modules, one job each:
                 widening); picks the kernel path from the CPU
     mxfp4_fast  MXFP4 matvec / matmul kernels on those intrinsics (AVX-512, SSSE3)
     q8_fast     Q8_0 and BF16 matvec kernels on those intrinsics
-    linear      public matvec / expert_matvec / matmul with checks and dispatch
+    gemm_t      prefill kernels with 16 tokens per vector (MXFP4, Q8_0, BF16; SIMD paths)
+    linear      public matvec / expert_matvec / matmul / matmul_t with checks and dispatch
     norms       rmsnorm
     rope        half-split rotary embedding
     attention   causal GQA attention with sinks, sliding window, ring cache

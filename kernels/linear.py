@@ -39,6 +39,11 @@ _MATMUL = {
     gt.MXFP4: _mm.matmul_mxfp4,
 }
 
+# Token-lane prefill kernels (gemm_t.py), on the SIMD paths only; other types use _MATMUL.
+_MATMUL_T: dict = {}
+# Below this many tokens the padding to 16 lanes costs more than the layout gains.
+MATMUL_T_MIN_TOKENS = 2
+
 _PORTABLE_EXPERT_MATVEC = dict(_EXPERT_MATVEC)
 _PORTABLE_MATMUL = dict(_MATMUL)
 _PATH = "portable"
@@ -62,8 +67,13 @@ def set_kernel_path(path: str) -> str:
                          f"(available: {', '.join(simd.supported_isas(simd.target_features()))})")
     _EXPERT_MATVEC.update(_PORTABLE_EXPERT_MATVEC)
     _MATMUL.update(_PORTABLE_MATMUL)
+    _MATMUL_T.clear()
     if path != "portable":
-        from . import mxfp4_fast, q8_fast
+        from . import gemm_t, mxfp4_fast, q8_fast
+
+        _MATMUL_T[gt.MXFP4] = gemm_t.MATMUL_T_MXFP4[path]
+        _MATMUL_T[gt.Q8_0] = gemm_t.matmul_t_q8_0
+        _MATMUL_T[gt.BF16] = gemm_t.matmul_t_bf16
 
         _EXPERT_MATVEC[gt.MXFP4] = mxfp4_fast.EXPERT_MATVEC[path]
         _MATMUL[gt.MXFP4] = mxfp4_fast.MATMUL[path]
@@ -123,5 +133,47 @@ def matmul(ggml_type: int, w: np.ndarray, x: np.ndarray, out: np.ndarray) -> Non
         raise ValueError(f"X must be [T, cols], got shape {x.shape}")
     w = as_weight(ggml_type, w, x.shape[1])
     check_output(out, "out", (x.shape[0], w.shape[0]))
-    if x.shape[0] and w.shape[0]:
+    t, rows = x.shape[0], w.shape[0]
+    if not (t and rows):
+        return
+    if ggml_type in _MATMUL_T and t >= MATMUL_T_MIN_TOKENS:
+        xt = np.zeros((x.shape[1], token_columns(t)), dtype=np.float32)
+        xt[:, :t] = x.T
+        out_t = np.zeros((_round16(rows), xt.shape[1]), dtype=np.float32)
+        _MATMUL_T[ggml_type](w, readonly(xt), out_t)
+        out[...] = out_t[:rows, :t].T
+    else:
         _MATMUL[ggml_type](w, x, out)
+
+
+def matmul_t(ggml_type: int, w: np.ndarray, xt: np.ndarray, out_t: np.ndarray) -> None:
+    """out_t[:rows] += W @ XT with the tokens in columns (the prefill layout of gemm_t.py).
+
+    XT: float32 ``[cols, n]``, ``n`` a multiple of 8 (see :func:`token_columns`; padding columns are
+    computed and ignored); out_t: float32 ``[rows rounded up to 16, n]``,
+    accumulated into. Types without a token-lane kernel (or the portable
+    path) go through :func:`matmul` and give the same contract.
+    """
+    xt = as_input(xt, "XT")
+    if xt.ndim != 2 or xt.shape[1] % 8:
+        raise ValueError(f"XT must be [cols, n] with n a multiple of 8, got shape {xt.shape}")
+    w = as_weight(ggml_type, w, xt.shape[0])
+    rows, n = w.shape[0], xt.shape[1]
+    check_output(out_t, "out_t", (_round16(rows), n))
+    if not (rows and n):
+        return
+    if ggml_type in _MATMUL_T:
+        _MATMUL_T[ggml_type](w, xt, out_t)
+    else:
+        out = np.empty((n, rows), dtype=np.float32)
+        _MATMUL[ggml_type](w, np.ascontiguousarray(xt.T), out)
+        out_t[:rows] += out.T
+
+
+def token_columns(t: int) -> int:
+    """Columns of XT for ``t`` tokens: the next multiple of 8 (the kernels' smallest token group)."""
+    return (t + 7) // 8 * 8
+
+
+def _round16(n: int) -> int:
+    return (n + 15) // 16 * 16

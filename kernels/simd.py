@@ -465,3 +465,83 @@ def bf16_store(typingctx, row, o, dst, do):
         return context.get_dummy_value()
 
     return sig, codegen
+
+
+# ------------------------------------------------------------------ token-lane vectors
+# The prefill kernels of gemm_t.py put 16 (or, for a group's last few tokens, 8)
+# tokens in the lanes of one vector and broadcast each dequantized weight:
+# ``acc + x * w`` is one FMA whose weight operand LLVM folds into a broadcast
+# load. Plain LLVM vector IR (``<16 x float>``, ``<8 x float>`` and ``llvm.fma``):
+# one zmm / ymm on AVX-512, two ymm / one on AVX2.
+
+TOKEN_LANES = 16
+
+
+class TokenVec(types.Type):
+    """A ``<lanes x float>`` register value: one value per token of a group."""
+
+    def __init__(self, lanes: int):
+        self.lanes = lanes
+        super().__init__(name=f"f32x{lanes}")
+
+
+f32x16 = TokenVec(16)
+f32x8 = TokenVec(8)
+
+
+@register_model(TokenVec)
+class _TokenVecModel(models.PrimitiveModel):
+    def __init__(self, dmm, fe_type):
+        super().__init__(dmm, fe_type, ir.VectorType(_F32, fe_type.lanes))
+
+
+def _is_f32_c_array(ary):
+    return isinstance(ary, types.Array) and ary.dtype == types.float32 and ary.layout == "C"
+
+
+def _make_token_ops(vec_type):
+    lanes = vec_type.lanes
+    llvm_vec = ir.VectorType(_F32, lanes)
+
+    def load(typingctx, ary, index):
+        """The floats at flat position ``index`` of a C-contiguous float32 array (no bounds check)."""
+        if not (_is_f32_c_array(ary) and isinstance(index, types.Integer)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            idx = context.cast(builder, args[1], signature.args[1], types.intp)
+            return builder.load(_elem_ptr(context, builder, signature.args[0], args[0], idx, llvm_vec), align=4)
+
+        return vec_type(ary, index), codegen
+
+    def store(typingctx, ary, index, v):
+        """Store a token vector at flat position ``index`` of a C-contiguous float32 array."""
+        if not (_is_f32_c_array(ary) and isinstance(index, types.Integer) and v == vec_type):
+            return None
+
+        def codegen(context, builder, signature, args):
+            idx = context.cast(builder, args[1], signature.args[1], types.intp)
+            builder.store(args[2], _elem_ptr(context, builder, signature.args[0], args[0], idx, llvm_vec), align=4)
+            return context.get_dummy_value()
+
+        return types.none(ary, index, v), codegen
+
+    def fma(typingctx, acc, x, w):
+        """``acc + x * w`` lane-wise, ``w`` a float32 scalar broadcast to every lane (one fused multiply-add)."""
+        if not (acc == vec_type and x == vec_type and isinstance(w, types.Float)):
+            return None
+
+        def codegen(context, builder, signature, args):
+            w32 = context.cast(builder, args[2], signature.args[2], types.float32)
+            fn = _declare(builder, f"llvm.fma.v{lanes}f32", llvm_vec, [llvm_vec, llvm_vec, llvm_vec])
+            return builder.call(fn, [args[1], _splat(builder, w32, lanes), args[0]])
+
+        return vec_type(acc, x, w), codegen
+
+    for f, name in ((load, "tload"), (store, "tstore"), (fma, "tfma")):
+        f.__name__ = f"{name}{lanes if lanes != 16 else ''}"
+    return intrinsic(load), intrinsic(store), intrinsic(fma)
+
+
+tload, tstore, tfma = _make_token_ops(f32x16)
+tload8, tstore8, tfma8 = _make_token_ops(f32x8)
