@@ -72,12 +72,13 @@ def bench_gptoss(
 
     validate_options(pp, tg, reps, ctx_depth)
     t0 = time.perf_counter()
-    model = load_model(path, threads=threads, context=ctx_depth + pp + tg + 1)
+    model = load_model(path, threads=threads, context=ctx_depth + max(pp, 2) + tg + 2)
     load_s = time.perf_counter() - t0
     vocab = model.config.vocab_size
     rng = np.random.default_rng(0)
-    # Warm up: compile (or load cached) kernels for both paths outside the timings.
-    model.feed(rng.integers(0, vocab, 2))
+    # Warm up like llama-bench: one untimed prompt and one generated token, so the
+    # kernels are compiled (or loaded from the cache) and the weights are in memory.
+    model.feed(rng.integers(0, vocab, max(pp, 2)))
     model.feed(rng.integers(0, vocab, 1))
     pp_rates, tg_rates = [], []
     for _ in range(reps):

@@ -19,9 +19,10 @@ def main() -> None:
     path, pp, tg, threads, reps, depth = sys.argv[1], *map(int, sys.argv[2:7])
     from llama_cpp import Llama
 
+    batch = max(pp, min(depth, 512), 1)  # the prompt in one batch; a context fill in batches of up to 512
     t0 = time.perf_counter()
     llm = Llama(
-        model_path=path, n_ctx=depth + pp + tg + 16, n_batch=max(pp, 1), n_ubatch=max(min(pp, 512), 1),
+        model_path=path, n_ctx=depth + max(pp, 2) + tg + 16, n_batch=batch, n_ubatch=min(batch, 512),
         n_threads=threads, n_threads_batch=threads,
         verbose=False,
     )
@@ -33,7 +34,8 @@ def main() -> None:
         return [rnd.randrange(vocab) for _ in range(n)]
 
     llm.reset()
-    llm.eval(toks(2))
+    llm.eval(toks(max(pp, 2)))  # warm-up, as in gptoss_cli.bench: one prompt and one token, untimed
+    llm.eval(toks(1))
     pp_rates, tg_rates = [], []
     for _ in range(reps):
         llm.reset()
