@@ -41,7 +41,7 @@ _MATMUL = {
 
 # Token-lane prefill kernels (gemm_t.py), on the SIMD paths only; other types use _MATMUL.
 _MATMUL_T: dict = {}
-# Below this many tokens the padding to 16 lanes costs more than the layout gains.
+# Below this many tokens the row-dot kernels win (one token would fill 1 of 8 lanes).
 MATMUL_T_MIN_TOKENS = 2
 
 _PORTABLE_EXPERT_MATVEC = dict(_EXPERT_MATVEC)
