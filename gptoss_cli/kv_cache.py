@@ -39,7 +39,7 @@ class KVCache:
                 slots, window = min(cfg.sliding_window, context), cfg.sliding_window
             else:
                 slots, window = context, 0
-            shape = (slots, cfg.n_kv_heads, cfg.head_dim)
+            shape = (cfg.n_kv_heads, slots, cfg.head_dim)  # head-major: a head's keys are contiguous
             self.k.append(np.zeros(shape, dtype=np.float32))
             self.v.append(np.zeros(shape, dtype=np.float32))
             self.window.append(window)
@@ -53,7 +53,7 @@ class KVCache:
         rings = {
             i: (self.k[i].copy(), self.v[i].copy())
             for i in range(len(self.k))
-            if self.k[i].shape[0] < self.context
+            if self.k[i].shape[1] < self.context
         }
         return KVCheckpoint(self.n_past, rings)
 
@@ -67,12 +67,15 @@ class KVCache:
         self.n_past = cp.n_past
 
     def store(self, layer: int, start: int, k: np.ndarray, v: np.ndarray) -> None:
-        """Write keys/values for positions start..start+len(k)-1 of one layer."""
+        """Write keys/values ``[n, Hkv, D]`` for positions start..start+n-1 of one layer.
+
+        The buffers are head-major, ``[Hkv, slots, D]``, the layout attention() reads.
+        """
         kc, vc = self.k[layer], self.v[layer]
-        slots = kc.shape[0]
+        slots = kc.shape[1]
         n = k.shape[0]
         keep = min(n, slots)  # earlier rows of a long block would be overwritten anyway
         first = start + n - keep
         idx = np.arange(first, start + n) % slots
-        kc[idx] = k[n - keep :]
-        vc[idx] = v[n - keep :]
+        kc[:, idx] = k[n - keep :].transpose(1, 0, 2)
+        vc[:, idx] = v[n - keep :].transpose(1, 0, 2)

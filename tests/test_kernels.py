@@ -317,10 +317,10 @@ def test_attention(T, start, window, S, Hq, Hkv, sink_scale):
     sinks = (rng.standard_normal(Hq) * sink_scale).astype(np.float32)
     scale = 0.125
     # the cache holds each earlier position j in slot j % S; other slots hold junk
-    k_cache = rng.standard_normal((S, Hkv, D)).astype(np.float32) * 100
-    v_cache = rng.standard_normal((S, Hkv, D)).astype(np.float32) * 100
+    k_cache = rng.standard_normal((Hkv, S, D)).astype(np.float32) * 100  # head-major
+    v_cache = rng.standard_normal((Hkv, S, D)).astype(np.float32) * 100
     for j in range(max(0, start - S), start):
-        k_cache[j % S], v_cache[j % S] = k_all[j], v_all[j]
+        k_cache[:, j % S], v_cache[:, j % S] = k_all[j], v_all[j]
     out = np.empty_like(q)
     attention(q, k_all[start:], v_all[start:], k_cache, v_cache, start, window, sinks, scale, out)
     ref = attention_ref(q, k_all, v_all, start, window, sinks, scale)
@@ -330,7 +330,7 @@ def test_attention(T, start, window, S, Hq, Hkv, sink_scale):
 def test_attention_rejects_small_cache():
     q = np.zeros((1, 2, 8), np.float32)
     kv = np.zeros((1, 1, 8), np.float32)
-    cache = np.zeros((3, 1, 8), np.float32)
+    cache = np.zeros((1, 3, 8), np.float32)
     with pytest.raises(ValueError):
         attention(q, kv, kv, cache, cache, 10, 0, np.zeros(2, np.float32), 1.0, np.empty_like(q))
 
