@@ -365,3 +365,30 @@ def test_swiglu(shape):
     swiglu(gate, up, limit, alpha, out)
     assert np.max(np.abs(out - ref) / np.maximum(np.abs(ref), 1e-3)) < 1e-6
     assert (gate > limit).any() and (np.abs(up) > limit).any()  # the clamps were exercised
+
+
+# ------------------------------------------------------------------ head-lane vector exp
+
+
+def test_head_lane_exp_matches_exp():
+    """hexp (attention's softmax) stays within a few float32 ulp of exp over x <= 0."""
+    from numba import njit
+
+    from gptoss_kernels import head_lanes as hl
+    from gptoss_kernels.simd import tload8, tstore8
+
+    @njit
+    def vexp(x, out):
+        for i in range(0, x.shape[0], 8):
+            tstore8(out, i, hl.hexp(tload8(x, i)))
+
+    x = np.concatenate([-np.geomspace(1e-8, 87.0, 40000), np.zeros(8), -np.linspace(0, 20, 4000)]).astype(np.float32)
+    x = x[: x.size // 8 * 8]
+    out = np.empty_like(x)
+    vexp(x, out)
+    ref = np.exp(x.astype(np.float64))
+    assert np.max(np.abs(out - ref) / ref) < 4e-7
+    assert np.all(out[x == 0] == 1.0)
+    tiny = np.full(8, -200.0, np.float32)
+    vexp(tiny, out[:8])
+    assert np.all((out[:8] >= 0) & (out[:8] < 1e-37))
