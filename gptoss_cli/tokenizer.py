@@ -13,12 +13,15 @@ import codecs
 import os
 from collections.abc import Iterable, Sequence
 
+import numpy as np
+
 from .errors import InputError, ModelFileError
 from .tokenizer_arrays import (
     TOKEN_TYPE_BYTE,
     TOKEN_TYPE_CONTROL,
     TOKEN_TYPE_NORMAL,
     TOKEN_TYPE_USER_DEFINED,
+    _DECODE_TABLE,
     TokenizerArrays,
     read_tokenizer_arrays,
     token_string_to_bytes,
@@ -52,6 +55,67 @@ def _check_text(text: str) -> None:
         raise InputError(f"expected text, got {type(text).__name__}") from None
 
 
+# GPT-2 spelling character -> byte (what token_string_to_bytes does), -1 where that raises
+_SPELLING_TO_BYTE = np.array(
+    [_DECODE_TABLE.get(c, c if c < 256 else -1) for c in range(max(_DECODE_TABLE) + 1)], dtype=np.int16
+)
+
+
+def _split_vocabulary(tokens: list[str], types: list[int]) -> tuple[dict[bytes, int], dict[str, int], set[int]] | None:
+    """(byte-pair ranks, special tokens, unused ids) of a well-formed vocabulary, or None
+    when anything is off (then _split_vocabulary_checked finds and names the problem).
+
+    All normal tokens are respelled to bytes in one translate: each GPT-2 character is
+    one byte, so the joined text's character offsets are the bytes' offsets.
+    """
+    from itertools import accumulate
+
+    normal_types = (TOKEN_TYPE_NORMAL, TOKEN_TYPE_BYTE)
+    special_types = (TOKEN_TYPE_CONTROL, TOKEN_TYPE_USER_DEFINED)
+    ids = [i for i, ty in enumerate(types) if ty in normal_types]
+    strings = [tokens[i] for i in ids]
+    codes = np.frombuffer("".join(strings).encode("utf-32-le", errors="surrogatepass"), dtype=np.uint32)
+    if codes.size and int(codes.max()) >= _SPELLING_TO_BYTE.size:
+        return None
+    spelled = _SPELLING_TO_BYTE[codes]
+    if spelled.size and int(spelled.min()) < 0:
+        return None
+    blob = spelled.astype(np.uint8).tobytes()
+    ends = list(accumulate(map(len, strings)))
+    pieces = [blob[a:b] for a, b in zip([0] + ends[:-1], ends)]
+    ranks = dict(zip(pieces, ids))
+    special = {tokens[i]: i for i, ty in enumerate(types) if ty in special_types}
+    if len(ranks) != len(ids) or len(special) != sum(1 for ty in types if ty in special_types):
+        return None
+    unused = {i for i, ty in enumerate(types) if ty not in normal_types and ty not in special_types}
+    return ranks, special, unused
+
+
+def _split_vocabulary_checked(tokens: list[str], types: list[int]) -> tuple[dict[bytes, int], dict[str, int], set[int]]:
+    """Token by token, raising ModelFileError at the first malformed entry."""
+    ranks: dict[bytes, int] = {}
+    special: dict[str, int] = {}
+    unused: set[int] = set()
+    for i, (tok, ty) in enumerate(zip(tokens, types)):
+        if ty == TOKEN_TYPE_NORMAL or ty == TOKEN_TYPE_BYTE:
+            try:
+                b = token_string_to_bytes(tok)
+            except UnicodeEncodeError:
+                raise ModelFileError(
+                    f"malformed tokenizer: token {i} ({tok!r}) is not in GPT-2 byte-level spelling"
+                ) from None
+            if b in ranks:
+                raise ModelFileError(f"malformed tokenizer: tokens {ranks[b]} and {i} have the same bytes")
+            ranks[b] = i
+        elif ty == TOKEN_TYPE_CONTROL or ty == TOKEN_TYPE_USER_DEFINED:
+            if tok in special:
+                raise ModelFileError(f"malformed tokenizer: special token {tok!r} appears twice")
+            special[tok] = i
+        else:  # UNUSED / UNKNOWN: no bytes, never produced by encode
+            unused.add(i)
+    return ranks, special, unused
+
+
 class Tokenizer:
     """Encode/decode with the o200k_harmony vocabulary of a gpt-oss GGUF."""
 
@@ -68,26 +132,10 @@ class Tokenizer:
         tokens, types = arrays.tokens, arrays.token_types
         if len(tokens) != len(types):
             raise ModelFileError("malformed tokenizer: token and token-type arrays have different lengths")
-        ranks: dict[bytes, int] = {}
-        special: dict[str, int] = {}
-        unused: set[int] = set()
-        for i, (tok, ty) in enumerate(zip(tokens, types)):
-            if ty == TOKEN_TYPE_NORMAL or ty == TOKEN_TYPE_BYTE:
-                try:
-                    b = token_string_to_bytes(tok)
-                except UnicodeEncodeError:
-                    raise ModelFileError(
-                        f"malformed tokenizer: token {i} ({tok!r}) is not in GPT-2 byte-level spelling"
-                    ) from None
-                if b in ranks:
-                    raise ModelFileError(f"malformed tokenizer: tokens {ranks[b]} and {i} have the same bytes")
-                ranks[b] = i
-            elif ty == TOKEN_TYPE_CONTROL or ty == TOKEN_TYPE_USER_DEFINED:
-                if tok in special:
-                    raise ModelFileError(f"malformed tokenizer: special token {tok!r} appears twice")
-                special[tok] = i
-            else:  # UNUSED / UNKNOWN: no bytes, never produced by encode
-                unused.add(i)
+        parts = _split_vocabulary(tokens, types)
+        if parts is None:
+            parts = _split_vocabulary_checked(tokens, types)
+        ranks, special, unused = parts
         missing = [b for b in range(256) if bytes([b]) not in ranks]
         if missing:
             raise ModelFileError(f"malformed tokenizer: no token for the single byte 0x{missing[0]:02x}")
