@@ -62,6 +62,14 @@ class Model:
         """Forget every token after the checkpoint (taken earlier in this sequence)."""
         self._t.cache.rollback(cp)
 
+    def cache_snapshot(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Copies of the KV cache's contents (per layer k, v), for `load_cache_snapshot` or a file."""
+        return self._t.cache.snapshot()
+
+    def load_cache_snapshot(self, n_past: int, layers: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Make the cache hold a snapshot taken after n_past tokens (by this model file)."""
+        self._t.cache.load_snapshot(n_past, layers)
+
     def feed(self, token_ids, all_logits: bool = False) -> np.ndarray:
         """Append tokens after those already in the cache.
 

@@ -191,6 +191,11 @@ MinPOption = typer.Option(None, "--min-p", help="Drop tokens below this share of
 RepeatPenaltyOption = typer.Option(None, "--repeat-penalty", help="Penalty for recent tokens; 1 is off. (default: 1.0)")
 SeedOption = typer.Option(None, "--seed", help="Random seed: the same seed gives the same output.")
 ToolsOption = typer.Option(None, "--tools", help="JSON file of function tools (OpenAI tools format).")
+PromptCacheOption = typer.Option(
+    None, "--prompt-cache/--no-prompt-cache",
+    help="Reuse saved prompt prefixes (the system message, a repeated prompt) from the cache directory. (default: on)",
+    show_default=False,
+)
 
 
 @app.command("run")
@@ -219,6 +224,7 @@ def run_cmd(
     jsonl: bool = typer.Option(False, "--jsonl", help="Stream one JSON event per line."),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Print load time and speeds to stderr."),
     tools: Optional[str] = ToolsOption,
+    prompt_cache: Optional[bool] = PromptCacheOption,
 ) -> None:
     """Answer one prompt and exit: the final answer streams to stdout.
 
@@ -235,7 +241,7 @@ def run_cmd(
             reasoning_effort=None if reasoning_effort is None else reasoning_effort.value,
             max_tokens=max_tokens, ctx_size=ctx_size, threads=threads, temperature=temperature, top_p=top_p,
             top_k=top_k, min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, show_reasoning=show_reasoning,
-            raw=raw, json=as_json, jsonl=jsonl, verbose=verbose, tools=tools,
+            raw=raw, json=as_json, jsonl=jsonl, verbose=verbose, tools=tools, prompt_cache=prompt_cache,
         )
     )
     if code:
@@ -262,6 +268,7 @@ def chat_cmd(
     ),
     verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the load time in the banner."),
     tools: Optional[str] = ToolsOption,
+    prompt_cache: Optional[bool] = PromptCacheOption,
 ) -> None:
     """Talk with the model: an interactive conversation in the terminal.
 
@@ -277,7 +284,7 @@ def chat_cmd(
             model=model, system=system, reasoning_effort=None if reasoning_effort is None else reasoning_effort.value,
             max_tokens=max_tokens, ctx_size=ctx_size, threads=threads, temperature=temperature, top_p=top_p,
             top_k=top_k, min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, show_reasoning=show_reasoning,
-            verbose=verbose, tools=tools,
+            verbose=verbose, tools=tools, prompt_cache=prompt_cache,
         )
     )
     if code:
@@ -408,6 +415,28 @@ def main(argv: list[str] | None = None) -> None:
         os.dup2(devnull, sys.stdout.fileno())
         sys.exit(1)
     sys.exit(rv if isinstance(rv, int) else 0)
+
+
+def console_main() -> None:
+    """The `gptoss` command: main(), then exit without the interpreter's teardown.
+
+    Tearing down Numba, its thread pool and the modules takes about half a second,
+    which a command-line tool should not make its user wait for. Output is flushed
+    first; every file gptoss writes is complete (renamed into place) before this.
+    """
+    try:
+        main()
+        code = 0
+    except SystemExit as e:
+        if isinstance(e.code, str):
+            sys.stderr.write(e.code + "\n")
+        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except (BrokenPipeError, OSError, ValueError):
+            pass
+    os._exit(code)
 
 
 def _click_exception_types() -> tuple[tuple[type, ...], tuple[type, ...]]:

@@ -29,7 +29,10 @@ reason "stop"; `<|call|>`: "tool_call"), after `max_tokens` tokens
 
 KV cache reuse: a Generator remembers which tokens its model's cache holds.
 When the next prompt starts with exactly those tokens (a chat continuing after
-a tool call, say), only the new tokens are processed.
+a tool call, say), only the new tokens are processed. A fresh process can
+start from a snapshot on disk instead (gptoss_cli.prompt_cache: the system
+message of a run, or the same prompt again); the prompt is always fed in the
+same pieces, split at the snapshot points, so output never depends on it.
 """
 
 from __future__ import annotations
@@ -50,6 +53,7 @@ from .harmony.model import Conversation, Message, Role
 from .harmony.parse import MessageEnd, MessageStart, TextDelta
 from .harmony.render import HarmonyEncoding
 from .sampling import Sampler, SamplingParams
+from .prompt_cache import PromptCache, default_dir, model_key, save_points
 
 __all__ = [
     "LanguageModel",
@@ -252,10 +256,24 @@ class GenerationResult:
 class Generator:
     """Generates completions with one model; remembers what its KV cache holds."""
 
-    def __init__(self, model: LanguageModel, encoding: HarmonyEncoding, *, stop_tokens: Sequence[int] | None = None):
+    def __init__(
+        self,
+        model: LanguageModel,
+        encoding: HarmonyEncoding,
+        *,
+        stop_tokens: Sequence[int] | None = None,
+        prompt_cache: PromptCache | None = None,
+    ):
         self.model = model
         self.encoding = encoding
         self.tokenizer = encoding.tokenizer
+        # snapshots of prompt prefixes on disk (models with cache_snapshot / load_cache_snapshot)
+        self._can_snapshot = hasattr(model, "cache_snapshot") and hasattr(model, "load_cache_snapshot")
+        self.prompt_cache = prompt_cache if self._can_snapshot else None
+        try:
+            self._end_id: int | None = self.tokenizer.token_id("<|end|>")
+        except Exception:
+            self._end_id = None
         self.stop_tokens = frozenset(stop_tokens if stop_tokens is not None else encoding.stop_tokens_for_assistant_actions())
         self._cached: list[int] = []  # tokens in the model's KV cache, valid when _cache_valid
         self._cache_valid = False
@@ -301,6 +319,41 @@ class Generator:
                 self._cached = list(tokens)
                 return len(tokens)
         return 0
+
+    def _load_saved(self, prompt: list[int]) -> int:
+        """Load the longest saved snapshot that is a prefix of the prompt; how many tokens it holds."""
+        pc = self.prompt_cache
+        if pc is None:
+            return 0
+        for p in reversed(save_points(prompt, self._end_id)):
+            layers = pc.load(prompt[:p])
+            if layers is None:
+                continue
+            try:
+                self.model.load_cache_snapshot(p, layers)  # type: ignore[attr-defined]
+            except ValueError:  # saved with another context size or shape
+                continue
+            self._cached = list(prompt[:p])
+            self._cache_valid = True
+            return p
+        return 0
+
+    def _feed_prompt(self, prompt: list[int], reuse: int):
+        """Feed prompt[reuse:], stopping at the save points (for a model that can snapshot, the
+        same split whether or not anything is saved, so results never depend on the cache);
+        saves new snapshots."""
+        if not self._can_snapshot:
+            return self._feed(prompt[reuse:])
+        pc = self.prompt_cache
+        start, logits = reuse, None
+        for p in save_points(prompt, self._end_id) + [len(prompt)]:
+            if p <= start:
+                continue
+            logits = self._feed(prompt[start:p])
+            start = p
+            if pc is not None and p < len(prompt) and not pc.has(prompt[:p]):
+                pc.save(prompt[:p], self.model.cache_snapshot())  # type: ignore[attr-defined]
+        return logits
 
     # -- public ---------------------------------------------------------------------------
 
@@ -440,7 +493,8 @@ class Generation:
         reuse = gen._reusable(prompt)
         if not reuse:
             gen.reset()
-        logits = gen._feed(prompt[reuse:])
+            reuse = gen._load_saved(prompt)
+        logits = gen._feed_prompt(prompt, reuse)
         gen._remember_prompt()
         t1 = time.perf_counter()
         r.prompt_s = t1 - self._t0
@@ -481,9 +535,10 @@ class LoadedModel:
     encoding: HarmonyEncoding
     load_s: float
     compile_s: float | None = None  # set when this start compiled the kernels
+    prompt_cache: PromptCache | None = None  # saved prompt prefixes of this model file
 
     def generator(self) -> Generator:
-        return Generator(self.model, self.encoding)
+        return Generator(self.model, self.encoding, prompt_cache=self.prompt_cache)
 
     def close(self) -> None:
         self.model.close()
@@ -589,10 +644,13 @@ def open_model(
     context: int | None = None,
     notice: Callable[[str], None] | None = None,
     marker_dir: str | Path | None = None,
+    prompt_cache: bool | str | os.PathLike[str] = False,
 ) -> LoadedModel:
     """Load a gpt-oss GGUF with its tokenizer, compiling the kernels first if they never ran.
 
-    load_s counts opening the file and the tokenizer, not the compile.
+    load_s counts opening the file and the tokenizer, not the compile. prompt_cache:
+    True keeps snapshots of prompt prefixes in prompt_cache.default_dir(), a path in
+    that directory, False none.
     """
     from .api import load_model
     from .tokenizer import Tokenizer
@@ -613,4 +671,8 @@ def open_model(
         raise
     load_s = time.perf_counter() - t0
     compile_s = ensure_compiled(model, notice, marker_dir)
-    return LoadedModel(Path(path), model, tokenizer, encoding, load_s, compile_s)
+    cache = None
+    if prompt_cache:
+        cache_dir = default_dir() if prompt_cache is True else Path(prompt_cache)
+        cache = PromptCache(cache_dir, model_key(path, kernel_fingerprint(_weight_types(model))))
+    return LoadedModel(Path(path), model, tokenizer, encoding, load_s, compile_s, cache)

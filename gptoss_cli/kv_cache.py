@@ -66,6 +66,30 @@ class KVCache:
             self.v[i][...] = v
         self.n_past = cp.n_past
 
+    def snapshot(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Copies of what the cache holds now: per layer (k, v), the first n_past slots
+        of a full layer, the whole ring of a sliding one. `load_snapshot` puts them back."""
+        n = self.n_past
+        out = []
+        for k, v in zip(self.k, self.v):
+            rows = k.shape[1] if k.shape[1] < self.context else n
+            out.append((k[:, :rows].copy(), v[:, :rows].copy()))
+        return out
+
+    def load_snapshot(self, n_past: int, layers: list[tuple[np.ndarray, np.ndarray]]) -> None:
+        """Restore a `snapshot` taken after n_past tokens (ValueError when it does not fit this cache)."""
+        if not 0 < n_past <= self.context or len(layers) != len(self.k):
+            raise ValueError("the snapshot does not fit this cache")
+        for k, v, (sk, sv) in zip(self.k, self.v, layers):
+            rows = k.shape[1] if k.shape[1] < self.context else n_past
+            want = (k.shape[0], rows, k.shape[2])
+            if sk.shape != want or sv.shape != want:
+                raise ValueError("the snapshot does not fit this cache")
+        for k, v, (sk, sv) in zip(self.k, self.v, layers):
+            k[:, : sk.shape[1]] = sk
+            v[:, : sv.shape[1]] = sv
+        self.n_past = n_past
+
     def store(self, layer: int, start: int, k: np.ndarray, v: np.ndarray) -> None:
         """Write keys/values ``[n, Hkv, D]`` for positions start..start+n-1 of one layer.
 

@@ -183,7 +183,7 @@ def run_defaults() -> dict[str, Any]:
 
     Keys are the option names with underscores (threads, ctx_size, max_tokens,
     temperature, top_p, top_k, min_p, repeat_penalty, seed, reasoning_effort,
-    system, show_reasoning); only keys the user set are present. Command-line
+    system, show_reasoning, prompt_cache); only keys the user set are present. Command-line
     options win over these.
     """
     return dict(load_user_config().get("run", {}))

@@ -35,6 +35,7 @@ BUILTIN_DEFAULTS: dict[str, Any] = {
     "reasoning_effort": "medium",
     "system": None,
     "show_reasoning": False,
+    "prompt_cache": True,  # snapshots of prompt prefixes on disk (gptoss_cli.prompt_cache)
 }
 
 EXIT_INTERRUPTED = 130
@@ -62,6 +63,7 @@ class RunOptions:
     jsonl: bool = False
     verbose: bool = False
     tools: str | None = None
+    prompt_cache: bool | None = None
 
 
 def resolve_options(opts: RunOptions, config: dict[str, Any] | None = None) -> RunOptions:
@@ -164,7 +166,7 @@ def open_model_for(o: RunOptions, notice: Callable[[str], None] | None = None):
 
     from .generate import open_model
 
-    lm = open_model(path, threads=o.threads, context=o.ctx_size, notice=notice)
+    lm = open_model(path, threads=o.threads, context=o.ctx_size, notice=notice, prompt_cache=bool(o.prompt_cache))
     trained = lm.model.config.context_length
     if o.ctx_size is not None and o.ctx_size > trained:
         lm.close()

@@ -291,3 +291,18 @@ def test_ctrl_c_prints_what_was_produced_and_exits_130(env, model):
     assert err.strip().splitlines()[-1] == "gptoss: interrupted"
     assert out.startswith(b"<|start|>system") and len(out.split(marker, 1)[1]) >= 10
     assert out.endswith(b"\n")
+
+
+def test_prompt_cache_second_run_reuses_the_prompt(env, model, tmp_path):
+    """A repeated run loads the prompt from the cache directory and prints the same text;
+    --no-prompt-cache computes everything and leaves the cache alone."""
+    e = {**env, "GPTOSS_HOME": str(tmp_path)}
+    args = ("run", "-m", model, "--raw", "-n", "10", "--temperature", "0", "-v", "Tell me a story")
+    first = run(e, *args)
+    cache_dir = tmp_path / "cache" / "prompts"
+    assert len(list(cache_dir.glob("*.npz"))) == 2
+    second = run(e, *args)
+    assert second.stdout == first.stdout
+    assert "cached)" not in first.stderr.decode() and "cached)" in second.stderr.decode()
+    off = run(e, *args, "--no-prompt-cache")
+    assert off.stdout == first.stdout and "cached)" not in off.stderr.decode()
