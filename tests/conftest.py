@@ -80,3 +80,27 @@ def tiny_harmony_gguf(tmp_path_factory):
 
 
 # --- end tiny gpt-oss model with the real tokenizer ---------------------------------------
+
+
+# --- SIMD kernel paths (tests/test_kernels_q8_fast.py, tests/test_kernels_gemm_t.py) -------
+
+
+def _fast_kernel_paths() -> list[str]:
+    from gptoss_kernels import simd
+
+    return [p for p in simd.supported_isas(simd.target_features()) if p != "portable"]
+
+
+@pytest.fixture(params=_fast_kernel_paths() or ["none"])
+def path(request):
+    """Each SIMD kernel path this CPU runs, installed for every weight type in turn."""
+    import gptoss_kernels as gk
+
+    if request.param == "none":
+        pytest.skip("no SIMD path on this CPU")
+    old = gk.set_kernel_path(request.param)
+    yield request.param
+    gk.set_kernel_path(old)
+
+
+# --- end SIMD kernel paths ------------------------------------------------------------

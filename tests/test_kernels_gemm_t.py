@@ -23,15 +23,6 @@ FAST = [p for p in simd.supported_isas(simd.target_features()) if p != "portable
 TOKENS = [1, 2, 5, 8, 9, 16, 17, 24, 31, 32, 33, 48, 56, 70]
 
 
-@pytest.fixture(params=FAST or ["none"])
-def path(request):
-    if request.param == "none":
-        pytest.skip("no SIMD path on this CPU")
-    old = gk.set_kernel_path(request.param)
-    yield request.param
-    gk.set_kernel_path(old)
-
-
 def weights(rng, qtype, rows, cols):
     """(storage, exact dequantized float64 values) of random weights of one ggml type."""
     f = rng.standard_normal((rows, cols)).astype(np.float32) * np.float32(0.05)

@@ -34,15 +34,6 @@ def rel_err(got: np.ndarray, ref: np.ndarray) -> float:
     return float(np.max(np.abs(got.astype(np.float64) - ref)) / np.max(np.abs(ref)))
 
 
-@pytest.fixture(params=FAST or ["none"])
-def path(request):
-    if request.param == "none":
-        pytest.skip("no SIMD path on this CPU")
-    old = gk.set_kernel_path(request.param)
-    yield request.param
-    gk.set_kernel_path(old)
-
-
 def q8_weights(rng, shape, cols):
     """Q8_0 storage of random float weights, and their exact dequantized float64 values."""
     f = rng.standard_normal(tuple(shape) + (cols,)).astype(np.float32) * np.float32(0.05)

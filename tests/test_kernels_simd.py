@@ -293,7 +293,7 @@ def test_fast_kernels_load_from_numba_cache(tmp_path):
         w[:, 0] = 127
         out = np.empty(8, np.float32)
         gk.matvec(gt.MXFP4, w, np.ones(32, np.float32), out)
-        gk.matmul(gt.MXFP4, w, np.ones((2, 32), np.float32), np.empty((2, 8), np.float32))
+        gk.matmul(gt.MXFP4, w, np.ones((8, 32), np.float32), np.empty((8, 8), np.float32))  # 8 tokens: gemm_t
         fns = [mxfp4_fast.EXPERT_MATVEC[{FAST[0]!r}], gemm_t.MATMUL_T_MXFP4[{FAST[0]!r}]]
         print(sum(sum(f.stats.cache_hits.values()) for f in fns),
               sum(sum(f.stats.cache_misses.values()) for f in fns))
