@@ -62,9 +62,10 @@ class Model:
         """Forget every token after the checkpoint (taken earlier in this sequence)."""
         self._t.cache.rollback(cp)
 
-    def cache_snapshot(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """Copies of the KV cache's contents (per layer k, v), for `load_cache_snapshot` or a file."""
-        return self._t.cache.snapshot()
+    def cache_snapshot(self, max_bytes: int | None = None) -> list[tuple[np.ndarray, np.ndarray]] | None:
+        """Copies of the KV cache's contents (per layer k, v), for `load_cache_snapshot` or a file;
+        None when they would take more than max_bytes."""
+        return self._t.cache.snapshot(max_bytes)
 
     def load_cache_snapshot(self, n_past: int, layers: list[tuple[np.ndarray, np.ndarray]]) -> None:
         """Make the cache hold a snapshot taken after n_past tokens (by this model file)."""

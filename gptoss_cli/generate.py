@@ -352,7 +352,9 @@ class Generator:
             logits = self._feed(prompt[start:p])
             start = p
             if pc is not None and p < len(prompt) and not pc.has(prompt[:p]):
-                pc.save(prompt[:p], self.model.cache_snapshot())  # type: ignore[attr-defined]
+                snap = self.model.cache_snapshot(pc.max_entry_bytes)  # type: ignore[attr-defined]
+                if snap is not None:  # None: too big to be worth a file
+                    pc.save(prompt[:p], snap)
         return logits
 
     # -- public ---------------------------------------------------------------------------

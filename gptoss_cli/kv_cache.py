@@ -66,15 +66,16 @@ class KVCache:
             self.v[i][...] = v
         self.n_past = cp.n_past
 
-    def snapshot(self) -> list[tuple[np.ndarray, np.ndarray]]:
+    def snapshot(self, max_bytes: int | None = None) -> list[tuple[np.ndarray, np.ndarray]] | None:
         """Copies of what the cache holds now: per layer (k, v), the first n_past slots
-        of a full layer, the whole ring of a sliding one. `load_snapshot` puts them back."""
+        of a full layer, the whole ring of a sliding one. `load_snapshot` puts them back.
+        None, and nothing copied, when they would take more than max_bytes."""
         n = self.n_past
-        out = []
-        for k, v in zip(self.k, self.v):
-            rows = k.shape[1] if k.shape[1] < self.context else n
-            out.append((k[:, :rows].copy(), v[:, :rows].copy()))
-        return out
+        rows = [k.shape[1] if k.shape[1] < self.context else n for k in self.k]
+        size = sum(2 * r * k.shape[0] * k.shape[2] * k.itemsize for r, k in zip(rows, self.k))
+        if max_bytes is not None and size > max_bytes:
+            return None
+        return [(k[:, :r].copy(), v[:, :r].copy()) for r, k, v in zip(rows, self.k, self.v)]
 
     def load_snapshot(self, n_past: int, layers: list[tuple[np.ndarray, np.ndarray]]) -> None:
         """Restore a `snapshot` taken after n_past tokens (ValueError when it does not fit this cache)."""

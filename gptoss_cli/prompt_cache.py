@@ -58,6 +58,10 @@ class PromptCache:
         self.dir = Path(directory)
         self.key = key
 
+    @property
+    def max_entry_bytes(self) -> int:
+        return MAX_ENTRY_BYTES
+
     def _path(self, tokens: Sequence[int]) -> Path:
         return self.dir / f"{self.key}-{_tokens_key(tokens)}{_SUFFIX}"
 
@@ -88,7 +92,7 @@ class PromptCache:
 
     def save(self, tokens: Sequence[int], layers: list[tuple[np.ndarray, np.ndarray]]) -> bool:
         """Write a snapshot (temporary file, then rename); False when too big or the disk refuses."""
-        if sum(k.nbytes + v.nbytes for k, v in layers) > MAX_ENTRY_BYTES:
+        if sum(k.nbytes + v.nbytes for k, v in layers) > self.max_entry_bytes:
             return False
         arrays: dict[str, np.ndarray] = {
             "format": np.asarray(FORMAT),

@@ -113,3 +113,15 @@ def test_snapshot_must_fit_the_cache(tiny_harmony_gguf):
         small.load_cache_snapshot(5, snap)  # more tokens than its context
     m.close()
     small.close()
+
+
+def test_snapshot_too_big_is_not_copied(tiny_harmony_gguf):
+    from gptoss_cli import load_model
+
+    m = load_model(tiny_harmony_gguf, threads=1, context=64)
+    m.feed([1, 2, 3])
+    full = m.cache_snapshot()
+    size = sum(k.nbytes + v.nbytes for k, v in full)
+    assert m.cache_snapshot(max_bytes=size) is not None
+    assert m.cache_snapshot(max_bytes=size - 1) is None
+    m.close()
