@@ -53,14 +53,7 @@ def deq64(raw: np.ndarray) -> np.ndarray:
         return gq.dequantize(raw, QT.MXFP4).astype(np.float64)
 
 
-@pytest.fixture(params=FAST or ["none"])
-def path(request):
-    """Each fast path in turn, installed in the public dispatcher."""
-    if request.param == "none":
-        pytest.skip("no SIMD MXFP4 path on this CPU")
-    old = gk.set_mxfp4_path(request.param)
-    yield request.param
-    gk.set_mxfp4_path(old)
+# `path` (each SIMD path in turn, installed in the public dispatcher) is in conftest.py.
 
 
 # ------------------------------------------------------------------ dispatch
