@@ -338,13 +338,14 @@ class Generator:
             return p
         return 0
 
-    def _feed_prompt(self, prompt: list[int], reuse: int):
+    def _feed_prompt(self, prompt: list[int], reuse: int, save: bool = True):
         """Feed prompt[reuse:], stopping at the save points (for a model that can snapshot, the
         same split whether or not anything is saved, so results never depend on the cache);
-        saves new snapshots."""
+        saves new snapshots when `save` (a prompt started fresh or from disk: a chat's later
+        turns continue the cache in memory and would only fill the directory)."""
         if not self._can_snapshot:
             return self._feed(prompt[reuse:])
-        pc = self.prompt_cache
+        pc = self.prompt_cache if save else None
         start, logits = reuse, None
         for p in save_points(prompt, self._end_id) + [len(prompt)]:
             if p <= start:
@@ -493,10 +494,11 @@ class Generation:
 
         self._t0 = time.perf_counter()
         reuse = gen._reusable(prompt)
+        in_memory = reuse > 0
         if not reuse:
             gen.reset()
             reuse = gen._load_saved(prompt)
-        logits = gen._feed_prompt(prompt, reuse)
+        logits = gen._feed_prompt(prompt, reuse, save=not in_memory)
         gen._remember_prompt()
         t1 = time.perf_counter()
         r.prompt_s = t1 - self._t0

@@ -125,3 +125,24 @@ def test_snapshot_too_big_is_not_copied(tiny_harmony_gguf):
     assert m.cache_snapshot(max_bytes=size) is not None
     assert m.cache_snapshot(max_bytes=size - 1) is None
     m.close()
+
+
+def test_later_chat_turns_do_not_write_snapshots(harmony_encoding, tiny_harmony_gguf, tmp_path):
+    """A turn that continues the cache in memory saves nothing new (only fresh starts do)."""
+    from gptoss_cli.prompt import build_conversation
+
+    enc = harmony_encoding
+    greedy = SamplingParams(temperature=0)
+    lm = open_model(tiny_harmony_gguf, threads=1, context=512, prompt_cache=tmp_path)
+    gen = lm.generator()
+    p1 = gen.render(build_conversation("Hi"))
+    gen.generate(p1, greedy, max_tokens=4).run()
+    saved = sorted(p.name for p in tmp_path.glob("*.npz"))
+    assert len(saved) == 2
+    p2 = p1 + enc.encode("<|channel|>final<|message|>Hello<|end|><|start|>user<|message|>Again<|end|>"
+                         "<|start|>assistant", allow_special=True)
+    g2 = gen.generate(p2, greedy, max_tokens=4)
+    assert next(iter(g2)).cached_tokens == len(p1)
+    g2.run()
+    assert sorted(p.name for p in tmp_path.glob("*.npz")) == saved
+    lm.close()
