@@ -320,12 +320,16 @@ class Generator:
                 return len(tokens)
         return 0
 
-    def _load_saved(self, prompt: list[int]) -> int:
-        """Load the longest saved snapshot that is a prefix of the prompt; how many tokens it holds."""
+    def _save_points(self, prompt: list[int]) -> list[int]:
+        """Where the prompt is split (see prompt_cache.save_points); none for models without snapshots."""
+        return save_points(prompt, self._end_id) if self._can_snapshot else []
+
+    def _load_saved(self, prompt: list[int], points: list[int]) -> int:
+        """Load the longest saved snapshot at one of the points; how many tokens it holds."""
         pc = self.prompt_cache
         if pc is None:
             return 0
-        for p in reversed(save_points(prompt, self._end_id)):
+        for p in reversed(points):
             layers = pc.load(prompt[:p])
             if layers is None:
                 continue
@@ -338,16 +342,14 @@ class Generator:
             return p
         return 0
 
-    def _feed_prompt(self, prompt: list[int], reuse: int, save: bool = True):
+    def _feed_prompt(self, prompt: list[int], reuse: int, points: list[int], save: bool = True):
         """Feed prompt[reuse:], stopping at the save points (for a model that can snapshot, the
         same split whether or not anything is saved, so results never depend on the cache);
         saves new snapshots when `save` (a prompt started fresh or from disk: a chat's later
         turns continue the cache in memory and would only fill the directory)."""
-        if not self._can_snapshot:
-            return self._feed(prompt[reuse:])
         pc = self.prompt_cache if save else None
         start, logits = reuse, None
-        for p in save_points(prompt, self._end_id) + [len(prompt)]:
+        for p in points + [len(prompt)]:
             if p <= start:
                 continue
             logits = self._feed(prompt[start:p])
@@ -495,10 +497,11 @@ class Generation:
         self._t0 = time.perf_counter()
         reuse = gen._reusable(prompt)
         in_memory = reuse > 0
+        points = gen._save_points(prompt)
         if not reuse:
             gen.reset()
-            reuse = gen._load_saved(prompt)
-        logits = gen._feed_prompt(prompt, reuse, save=not in_memory)
+            reuse = gen._load_saved(prompt, points)
+        logits = gen._feed_prompt(prompt, reuse, points, save=not in_memory)
         gen._remember_prompt()
         t1 = time.perf_counter()
         r.prompt_s = t1 - self._t0
@@ -564,8 +567,9 @@ def compile_marker_dir() -> Path:
     in_tree = Path(gptoss_kernels.__file__).parent / "__pycache__"
     if os.access(in_tree if in_tree.exists() else in_tree.parent, os.W_OK):
         return in_tree
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "gptoss"
+    from .registry import user_cache_dir
+
+    return user_cache_dir()
 
 
 def kernel_fingerprint(weight_types: Sequence[int] = ()) -> str:

@@ -49,12 +49,16 @@ class KVCache:
         """Forget every position; old slots are overwritten before they are read again."""
         self.n_past = 0
 
+    def _is_ring(self, layer: int) -> bool:
+        """Fewer slots than the context: slots are reused, so every slot may hold a live position."""
+        return self.k[layer].shape[1] < self.context
+
+    def _held_rows(self, layer: int, n_past: int) -> int:
+        """Slots that hold the first n_past positions: the whole ring, or n_past of a full layer."""
+        return self.k[layer].shape[1] if self._is_ring(layer) else n_past
+
     def checkpoint(self) -> KVCheckpoint:
-        rings = {
-            i: (self.k[i].copy(), self.v[i].copy())
-            for i in range(len(self.k))
-            if self.k[i].shape[1] < self.context
-        }
+        rings = {i: (self.k[i].copy(), self.v[i].copy()) for i in range(len(self.k)) if self._is_ring(i)}
         return KVCheckpoint(self.n_past, rings)
 
     def rollback(self, cp: KVCheckpoint) -> None:
@@ -70,8 +74,7 @@ class KVCache:
         """Copies of what the cache holds now: per layer (k, v), the first n_past slots
         of a full layer, the whole ring of a sliding one. `load_snapshot` puts them back.
         None, and nothing copied, when they would take more than max_bytes."""
-        n = self.n_past
-        rows = [k.shape[1] if k.shape[1] < self.context else n for k in self.k]
+        rows = [self._held_rows(i, self.n_past) for i in range(len(self.k))]
         size = sum(2 * r * k.shape[0] * k.shape[2] * k.itemsize for r, k in zip(rows, self.k))
         if max_bytes is not None and size > max_bytes:
             return None
@@ -81,9 +84,8 @@ class KVCache:
         """Restore a `snapshot` taken after n_past tokens (ValueError when it does not fit this cache)."""
         if not 0 < n_past <= self.context or len(layers) != len(self.k):
             raise ValueError("the snapshot does not fit this cache")
-        for k, v, (sk, sv) in zip(self.k, self.v, layers):
-            rows = k.shape[1] if k.shape[1] < self.context else n_past
-            want = (k.shape[0], rows, k.shape[2])
+        for i, (k, (sk, sv)) in enumerate(zip(self.k, layers)):
+            want = (k.shape[0], self._held_rows(i, n_past), k.shape[2])
             if sk.shape != want or sv.shape != want:
                 raise ValueError("the snapshot does not fit this cache")
         for k, v, (sk, sv) in zip(self.k, self.v, layers):

@@ -33,11 +33,11 @@ _SUFFIX = ".npz"
 
 def default_dir() -> Path:
     """<$GPTOSS_HOME>/cache/prompts when GPTOSS_HOME is set, else $XDG_CACHE_HOME (~/.cache)/gptoss/prompts."""
-    home = os.environ.get("GPTOSS_HOME")
-    if home:
-        return Path(home).expanduser() / "cache" / "prompts"
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(base) / "gptoss" / "prompts"
+    from .registry import app_dir, user_cache_dir
+
+    if os.environ.get("GPTOSS_HOME"):
+        return app_dir() / "cache" / "prompts"
+    return user_cache_dir() / "prompts"
 
 
 def model_key(path: str | os.PathLike[str], kernels: str) -> str:

@@ -82,6 +82,12 @@ def app_dir() -> Path:
     return Path(typer.get_app_dir("gptoss"))
 
 
+def user_cache_dir() -> Path:
+    """gptoss's directory in the user's cache: $XDG_CACHE_HOME/gptoss, else ~/.cache/gptoss."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "gptoss"
+
+
 def config_path() -> Path:
     return app_dir() / "config.toml"
 

@@ -65,8 +65,8 @@ def _split_vocabulary(tokens: list[str], types: list[int]) -> tuple[dict[bytes, 
     """(byte-pair ranks, special tokens, unused ids) of a well-formed vocabulary, or None
     when anything is off (then _split_vocabulary_checked finds and names the problem).
 
-    All normal tokens are respelled to bytes in one translate: each GPT-2 character is
-    one byte, so the joined text's character offsets are the bytes' offsets.
+    All normal tokens are respelled to bytes with one table lookup over their joined
+    text: each GPT-2 character is one byte, so character offsets are byte offsets.
     """
     from itertools import accumulate
 
@@ -84,10 +84,11 @@ def _split_vocabulary(tokens: list[str], types: list[int]) -> tuple[dict[bytes, 
     ends = list(accumulate(map(len, strings)))
     pieces = [blob[a:b] for a, b in zip([0] + ends[:-1], ends)]
     ranks = dict(zip(pieces, ids))
-    special = {tokens[i]: i for i, ty in enumerate(types) if ty in special_types}
-    if len(ranks) != len(ids) or len(special) != sum(1 for ty in types if ty in special_types):
+    special_ids = [i for i, ty in enumerate(types) if ty in special_types]
+    special = {tokens[i]: i for i in special_ids}
+    if len(ranks) != len(ids) or len(special) != len(special_ids):  # repeated bytes or names
         return None
-    unused = {i for i, ty in enumerate(types) if ty not in normal_types and ty not in special_types}
+    unused = set(range(len(types))).difference(ids, special_ids)
     return ranks, special, unused
 
 
