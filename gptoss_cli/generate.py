@@ -645,6 +645,22 @@ def ensure_compiled(
     return seconds if told.is_set() else None
 
 
+def _vocabulary(gguf: Any, path: str | os.PathLike[str], cache_dir: Path | None) -> Any:
+    """The model's checked tokenizer.VocabParts: from the cache directory when saved there,
+    else from the file (then saved there)."""
+    from . import vocab_cache
+    from .tokenizer import vocab_parts
+    from .tokenizer_arrays import tokenizer_arrays_from_gguf
+
+    key = model_key(path, "vocabulary")
+    parts = vocab_cache.load(cache_dir, key) if cache_dir is not None else None
+    if parts is None:
+        parts = vocab_parts(tokenizer_arrays_from_gguf(gguf, with_merges=False))
+        if cache_dir is not None:
+            vocab_cache.save(cache_dir, key, parts)
+    return parts
+
+
 def open_model(
     path: str | os.PathLike[str],
     *,
@@ -662,12 +678,14 @@ def open_model(
     """
     from .api import load_model
     from .tokenizer import Tokenizer
-    from .tokenizer_arrays import tokenizer_arrays_from_gguf
 
     t0 = time.perf_counter()
     model = load_model(path, threads=threads, context=context)
+    cache_dir = None
+    if prompt_cache:
+        cache_dir = default_dir() if prompt_cache is True else Path(prompt_cache)
     try:
-        tokenizer = Tokenizer(tokenizer_arrays_from_gguf(model.gguf, with_merges=False))
+        tokenizer = Tokenizer(_vocabulary(model.gguf, path, cache_dir))
         if tokenizer.vocab_size != model.config.vocab_size:
             raise ModelFileError(
                 f"{path}: the tokenizer has {tokenizer.vocab_size} tokens but the model's vocabulary "
@@ -680,7 +698,6 @@ def open_model(
     load_s = time.perf_counter() - t0
     compile_s = ensure_compiled(model, notice, marker_dir)
     cache = None
-    if prompt_cache:
-        cache_dir = default_dir() if prompt_cache is True else Path(prompt_cache)
+    if cache_dir is not None:
         cache = PromptCache(cache_dir, model_key(path, kernel_fingerprint(_weight_types(model))))
     return LoadedModel(Path(path), model, tokenizer, encoding, load_s, compile_s, cache)

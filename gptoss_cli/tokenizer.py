@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import codecs
 import os
+from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
 
 import numpy as np
@@ -88,8 +89,9 @@ def _split_vocabulary(tokens: list[str], types: list[int]) -> tuple[dict[bytes, 
     special = {tokens[i]: i for i in special_ids}
     if len(ranks) != len(ids) or len(special) != len(special_ids):  # repeated bytes or names
         return None
-    unused = set(range(len(types))).difference(ids, special_ids)
-    return ranks, special, unused
+    if len(ids) + len(special_ids) == len(types):
+        return ranks, special, set()
+    return ranks, special, set(range(len(types))).difference(ids, special_ids)
 
 
 def _split_vocabulary_checked(tokens: list[str], types: list[int]) -> tuple[dict[bytes, int], dict[str, int], set[int]]:
@@ -117,45 +119,66 @@ def _split_vocabulary_checked(tokens: list[str], types: list[int]) -> tuple[dict
     return ranks, special, unused
 
 
+@dataclass(frozen=True)
+class VocabParts:
+    """What a Tokenizer is built from: the vocabulary split by kind, checked (see vocab_cache)."""
+
+    ranks: dict[bytes, int]
+    special: dict[str, int]
+    unused: frozenset[int]
+    pre: str
+    vocab_size: int
+    bos_id: int | None
+    eos_id: int | None
+    padding_id: int | None
+
+
+def vocab_parts(arrays: TokenizerArrays) -> VocabParts:
+    """Check a GGUF's tokenizer arrays and split them; ModelFileError names what is wrong."""
+    if arrays.model != "gpt2":
+        raise ModelFileError(f"unsupported tokenizer model {arrays.model!r} (expected 'gpt2', byte-level BPE)")
+    if arrays.pre not in _PRE_PATTERNS:
+        raise ModelFileError(
+            f"unsupported pre-tokenizer {arrays.pre!r} (expected 'gpt-4o', the o200k pattern of gpt-oss)"
+        )
+    tokens, types = arrays.tokens, arrays.token_types
+    if len(tokens) != len(types):
+        raise ModelFileError("malformed tokenizer: token and token-type arrays have different lengths")
+    parts = _split_vocabulary(tokens, types)
+    if parts is None:
+        parts = _split_vocabulary_checked(tokens, types)
+    ranks, special, unused = parts
+    missing = [b for b in range(256) if bytes([b]) not in ranks]
+    if missing:
+        raise ModelFileError(f"malformed tokenizer: no token for the single byte 0x{missing[0]:02x}")
+    return VocabParts(
+        ranks, special, frozenset(unused), arrays.pre, len(tokens), arrays.bos_id, arrays.eos_id, arrays.padding_id
+    )
+
+
 class Tokenizer:
     """Encode/decode with the o200k_harmony vocabulary of a gpt-oss GGUF."""
 
-    def __init__(self, arrays: TokenizerArrays):
+    def __init__(self, arrays: TokenizerArrays | VocabParts):
         import tiktoken
 
-        if arrays.model != "gpt2":
-            raise ModelFileError(f"unsupported tokenizer model {arrays.model!r} (expected 'gpt2', byte-level BPE)")
-        pattern = _PRE_PATTERNS.get(arrays.pre)
-        if pattern is None:
-            raise ModelFileError(
-                f"unsupported pre-tokenizer {arrays.pre!r} (expected 'gpt-4o', the o200k pattern of gpt-oss)"
-            )
-        tokens, types = arrays.tokens, arrays.token_types
-        if len(tokens) != len(types):
-            raise ModelFileError("malformed tokenizer: token and token-type arrays have different lengths")
-        parts = _split_vocabulary(tokens, types)
-        if parts is None:
-            parts = _split_vocabulary_checked(tokens, types)
-        ranks, special, unused = parts
-        missing = [b for b in range(256) if bytes([b]) not in ranks]
-        if missing:
-            raise ModelFileError(f"malformed tokenizer: no token for the single byte 0x{missing[0]:02x}")
+        parts = arrays if isinstance(arrays, VocabParts) else vocab_parts(arrays)
         try:
             self._enc = tiktoken.Encoding(
                 name="o200k_harmony",
-                pat_str=pattern,
-                mergeable_ranks=ranks,
-                special_tokens=special,
+                pat_str=_PRE_PATTERNS[parts.pre],
+                mergeable_ranks=parts.ranks,
+                special_tokens=parts.special,
             )
         except Exception as e:  # tiktoken refuses inconsistent vocabularies
             raise ModelFileError(f"malformed tokenizer: {e}") from None
-        self._special = special
-        self._special_ids = frozenset(special.values())
-        self._unused = frozenset(unused)
-        self._vocab_size = len(tokens)
-        self.bos_id = arrays.bos_id
-        self.eos_id = arrays.eos_id
-        self.padding_id = arrays.padding_id
+        self._special = parts.special
+        self._special_ids = frozenset(parts.special.values())
+        self._unused = parts.unused
+        self._vocab_size = parts.vocab_size
+        self.bos_id = parts.bos_id
+        self.eos_id = parts.eos_id
+        self.padding_id = parts.padding_id
 
     # -- construction ---------------------------------------------------
 
