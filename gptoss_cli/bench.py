@@ -20,6 +20,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Callable
 
 from .errors import GptossError, InputError
 
@@ -124,6 +125,52 @@ def bench_llama_cpp(
     return BenchResult(**data)
 
 
+def merge_rounds(results: list[BenchResult]) -> BenchResult:
+    """One engine's rounds as one result: tok/s mean and sd over the rounds' means, the
+    slowest load, the highest peak memory; each round's figures kept in extra["rounds"]."""
+    if len(results) == 1:
+        return results[0]
+    pp_m, pp_sd = _mean_sd([r.pp_tok_s for r in results])
+    tg_m, tg_sd = _mean_sd([r.tg_tok_s for r in results])
+    first = results[0]
+    extra = dict(first.extra)
+    extra["rounds"] = [{"pp_tok_s": r.pp_tok_s, "tg_tok_s": r.tg_tok_s, "load_s": r.load_s} for r in results]
+    return BenchResult(
+        engine=first.engine, model=first.model, model_size_mb=first.model_size_mb, threads=first.threads,
+        pp=first.pp, tg=first.tg, ctx_depth=first.ctx_depth, reps=sum(r.reps for r in results),
+        load_s=max(r.load_s for r in results), pp_tok_s=pp_m, pp_tok_s_sd=pp_sd, tg_tok_s=tg_m, tg_tok_s_sd=tg_sd,
+        peak_rss_mb=max(r.peak_rss_mb for r in results), extra=extra,
+    )
+
+
+def alternate_rounds(
+    ours: Callable[[], BenchResult], theirs: Callable[[], BenchResult], rounds: int
+) -> tuple[BenchResult, BenchResult]:
+    """Run both engines `rounds` times in the order AB BA AB ..., so a machine whose speed drifts
+    (a shared host) slows both alike. Each round's ratios and their medians go in ours.extra."""
+    mine: list[BenchResult] = []
+    peer: list[BenchResult] = []
+    for r in range(rounds):
+        if r % 2 == 0:
+            mine.append(ours())
+            peer.append(theirs())
+        else:
+            peer.append(theirs())
+            mine.append(ours())
+    a, b = merge_rounds(mine), merge_rounds(peer)
+    if rounds > 1:
+        for kind in ("pp", "tg"):
+            ratios = [
+                getattr(x, f"{kind}_tok_s") / getattr(y, f"{kind}_tok_s")
+                for x, y in zip(mine, peer)
+                if getattr(y, f"{kind}_tok_s")
+            ]
+            if ratios:
+                a.extra[f"{kind}_ratio_rounds"] = ratios
+                a.extra[f"{kind}_ratio_median"] = statistics.median(ratios)
+    return a, b
+
+
 def format_results(results: list[BenchResult], fmt: str) -> str:
     """Render results as json, md or csv (one row per engine, ratios vs llama.cpp when present)."""
     rows = [asdict(r) for r in results]
@@ -197,9 +244,12 @@ def bench_command(
     fmt: str,
     vs_llama_cpp: bool,
     llama_python: str | None,
+    rounds: int = 1,
 ) -> None:
     """Everything behind `gptoss bench`: pick the file, time the engines, print one table/object."""
     validate_options(pp, tg, reps, ctx_depth)
+    if rounds < 1:
+        raise InputError(f"--rounds must be >= 1, got {rounds}")
     if fmt not in ("md", "json", "csv"):
         raise InputError(f"unknown output format {fmt!r} (md, json, csv)")
     if synthetic and model:
@@ -217,7 +267,14 @@ def bench_command(
 
         path = resolve_model(model)
     threads = default_threads_for_bench(threads)
-    results = [bench_gptoss(path, pp, tg, threads, reps, ctx_depth)]
+
+    def ours() -> BenchResult:
+        return bench_gptoss(path, pp, tg, threads, reps, ctx_depth)
+
     if vs_llama_cpp:
-        results.append(bench_llama_cpp(path, pp, tg, threads, reps, ctx_depth, llama_python))
+        results = list(alternate_rounds(
+            ours, lambda: bench_llama_cpp(path, pp, tg, threads, reps, ctx_depth, llama_python), rounds
+        ))
+    else:
+        results = [merge_rounds([ours() for _ in range(rounds)])]
     print(format_results(results, fmt))

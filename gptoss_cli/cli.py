@@ -312,6 +312,10 @@ def bench_cmd(
     llama_python: Optional[str] = typer.Option(
         None, "--llama-python", help="Python interpreter that has llama-cpp-python (default: this one)."
     ),
+    rounds: int = typer.Option(
+        1, "--rounds", help="Run everything this many times; with --vs-llama-cpp alternating the engines' order "
+        "(AB BA ...) and reporting each round's ratio and the median."
+    ),
 ) -> None:
     """Measure prompt processing and generation speed, load time and peak memory (like llama-bench).
 
@@ -322,7 +326,7 @@ def bench_cmd(
     if as_json + as_md + as_csv > 1:
         raise typer.BadParameter("choose one of --json, --md, --csv")
     fmt = "json" if as_json else "csv" if as_csv else "md"
-    bench_command(model, synthetic, layers, pp, tg, threads, reps, ctx_depth, fmt, vs_llama_cpp, llama_python)
+    bench_command(model, synthetic, layers, pp, tg, threads, reps, ctx_depth, fmt, vs_llama_cpp, llama_python, rounds)
 
 
 

@@ -47,7 +47,7 @@ def test_bench_synthetic_markdown_and_csv(tmp_path):
     "args, needle",
     [(["--synthetic", "mini", "--reps", "0"], "--reps"), (["--synthetic", "7b"], "unknown shape"),
      (["--synthetic", "mini", "--pp", "0", "--tg", "0"], "--pp and --tg"), (["--layers", "2"], "--layers"),
-     (["--synthetic", "mini", "--json", "--csv"], "one of")],
+     (["--synthetic", "mini", "--json", "--csv"], "one of"), (["--synthetic", "mini", "--rounds", "0"], "--rounds")],
 )
 def test_bench_bad_options(tmp_path, args, needle):
     p = _bench(*args, home=tmp_path)
@@ -63,3 +63,38 @@ def test_ratios_against_llama_cpp():
     rows = json.loads(format_results([ours, theirs], "json"))
     assert rows[0]["pp_ratio"] == pytest.approx(1.5) and rows[0]["tg_ratio"] == pytest.approx(1.2)
     assert "| gptoss |" in format_results([ours, theirs], "md")
+
+
+def test_rounds_alternate_the_engines_and_report_each_ratio():
+    from gptoss_cli.bench import alternate_rounds
+
+    common = dict(model="m", model_size_mb=1.0, pp=8, tg=2, ctx_depth=0, reps=2, pp_tok_s_sd=0.0,
+                  tg_tok_s_sd=0.0, threads=2)
+    order: list[str] = []
+    speeds = iter([(30.0, 12.0), (20.0, 8.0), (24.0, 9.0)])  # the machine slows down between rounds
+
+    def ours():
+        order.append("ours")
+        pp, tg = next(speeds)
+        return BenchResult(engine="gptoss", pp_tok_s=pp, tg_tok_s=tg, load_s=0.1, peak_rss_mb=10.0 + len(order), **common)
+
+    def theirs():
+        order.append("theirs")
+        return BenchResult(engine="llama.cpp", pp_tok_s=20.0, tg_tok_s=10.0 - len(order), load_s=len(order),
+                           peak_rss_mb=50.0, **common)
+
+    a, b = alternate_rounds(ours, theirs, 3)
+    assert order == ["ours", "theirs", "theirs", "ours", "ours", "theirs"]
+    assert a.pp_tok_s == pytest.approx(74 / 3) and a.reps == 6 and a.peak_rss_mb == 15.0
+    assert [r["tg_tok_s"] for r in a.extra["rounds"]] == [12.0, 8.0, 9.0]
+    assert b.load_s == 6 and [r["tg_tok_s"] for r in b.extra["rounds"]] == [8.0, 7.0, 4.0]
+    assert a.extra["tg_ratio_rounds"] == pytest.approx([12 / 8, 8 / 7, 9 / 4])
+    assert a.extra["tg_ratio_median"] == pytest.approx(1.5)
+
+
+def test_rounds_without_llama_cpp(tmp_path):
+    p = _bench("--synthetic", "mini", "--pp", "4", "--tg", "2", "-r", "1", "-t", "1", "--rounds", "2", "--json",
+               home=tmp_path)
+    assert p.returncode == 0, p.stderr
+    out = json.loads(p.stdout)
+    assert out["reps"] == 2 and len(out["extra"]["rounds"]) == 2 and out["tg_tok_s"] > 0
