@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import codecs
 import os
-from dataclasses import dataclass
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -163,10 +163,13 @@ class Tokenizer:
         import tiktoken
 
         parts = arrays if isinstance(arrays, VocabParts) else vocab_parts(arrays)
+        pattern = _PRE_PATTERNS.get(parts.pre)
+        if pattern is None:
+            raise ModelFileError(f"unsupported pre-tokenizer {parts.pre!r}")
         try:
             self._enc = tiktoken.Encoding(
                 name="o200k_harmony",
-                pat_str=_PRE_PATTERNS[parts.pre],
+                pat_str=pattern,
                 mergeable_ranks=parts.ranks,
                 special_tokens=parts.special,
             )
