@@ -7,7 +7,7 @@ from numba import njit, prange
 
 from .validate import as_input, check_output
 
-_PARALLEL_MIN_ELEMENTS = 1 << 16  # smaller jobs run on one thread
+_PARALLEL_MIN_ELEMENTS = 1 << 13  # smaller jobs run on one thread (a decode step's 4 x 2880: 86 -> 49 us on 2 threads)
 
 
 @njit(cache=True)
@@ -93,5 +93,5 @@ def swiglu(gate: np.ndarray, up: np.ndarray, limit: float, alpha: float, out: np
     u = as_input(up, "up", gate.shape)
     if g.ndim == 1:
         g, u, out = g[None], u[None], out[None]
-    kernel = _swiglu_parallel if g.size >= _PARALLEL_MIN_ELEMENTS else _swiglu_serial
+    kernel = _swiglu_parallel if g.size >= _PARALLEL_MIN_ELEMENTS and g.shape[0] > 1 else _swiglu_serial
     kernel(g, u, float(limit), float(alpha), out)
