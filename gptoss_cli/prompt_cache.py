@@ -19,11 +19,12 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+
+from .atomic_write import write_atomically
 
 FORMAT = 1
 MAX_ENTRIES = 16
@@ -102,19 +103,11 @@ class PromptCache:
         }
         for i, (k, v) in enumerate(layers):
             arrays[f"k{i}"], arrays[f"v{i}"] = k, v
-        tmp = None
         try:
             self.dir.mkdir(parents=True, exist_ok=True)
-            fd, tmp = tempfile.mkstemp(dir=self.dir, prefix=".tmp-", suffix=_SUFFIX)
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, self._path(tokens))
-            tmp = None
+            write_atomically(self._path(tokens), lambda f: np.savez(f, **arrays))
         except OSError:
             return False
-        finally:
-            if tmp is not None:
-                self._remove(Path(tmp))
         self._prune()
         return True
 
@@ -124,8 +117,7 @@ class PromptCache:
         except OSError:
             return
         for old in entries[MAX_ENTRIES:]:
-            if not old.name.startswith(".tmp-"):
-                self._remove(old)
+            self._remove(old)
 
     @staticmethod
     def _remove(path: Path) -> None:

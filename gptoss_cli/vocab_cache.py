@@ -17,9 +17,9 @@ from __future__ import annotations
 import marshal
 import os
 import sys
-import tempfile
 from pathlib import Path
 
+from .atomic_write import write_atomically
 from .tokenizer import VocabParts
 
 FORMAT = 1
@@ -56,19 +56,9 @@ def save(directory: str | os.PathLike[str], key: str, parts: VocabParts) -> None
         parts.bos_id, parts.eos_id, parts.padding_id,
     )
     d = Path(directory)
-    tmp = None
     try:
         d.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=".vocab-", suffix=".tmp")
-        with os.fdopen(fd, "wb") as f:
-            marshal.dump((_tag(), key, fields), f)
-        os.replace(tmp, entry_path(d, key))
-        tmp = None
+        blob = marshal.dumps((_tag(), key, fields))
+        write_atomically(entry_path(d, key), lambda f: f.write(blob))
     except OSError:
         pass  # read-only or full: the vocabulary is built from the file next time too
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass

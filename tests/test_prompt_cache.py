@@ -27,7 +27,7 @@ def test_save_load_round_trip_and_mismatches(tmp_path):
     assert back is not None and all(np.array_equal(a, b) and np.array_equal(c, d) for (a, c), (b, d) in zip(back, layers))
     assert pc.load([5, 6]) is None  # another prefix
     assert PromptCache(tmp_path / "c", "model-b").load(tokens) is None  # another model
-    assert not [p for p in (tmp_path / "c").iterdir() if p.name.startswith(".tmp-")]  # no temporary left behind
+    assert not [p for p in (tmp_path / "c").iterdir() if p.name.endswith(".tmp")]  # no temporary left behind
 
 
 def test_damaged_entry_is_ignored_and_removed(tmp_path):

@@ -38,11 +38,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ..atomic_write import write_atomically
 from ..errors import GptossError
 from ..generate import STOP, TOOL_CALL, Generation, GenerationResult, Generator, ToolCall
 from ..harmony.model import (
@@ -393,7 +393,7 @@ class ChatSession:
         """Write the conversation as openai-harmony JSON, atomically (temp file + rename); returns messages written."""
         conv = self.conversation()
         text = json.dumps(conv.to_dict(), indent=2, ensure_ascii=False) + "\n"
-        write_atomically(Path(path), text)
+        save_text(Path(path), text)
         return len(conv.messages)
 
     def load(self, path: str | os.PathLike[str]) -> int:
@@ -431,28 +431,16 @@ def _short(text: str, n: int = 60) -> str:
     return one if len(one) <= n else one[: n - 1] + "…"
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """Write text to a temporary file beside `path`, then rename it over `path` (GptossError when impossible)."""
+def save_text(path: Path, text: str) -> None:
+    """Replace `path` with text in one step (atomic_write); GptossError when impossible."""
     path = path.expanduser()
     directory = path.parent
     if not directory.is_dir():
         raise GptossError(f"cannot save to {path}: folder {directory} does not exist")
     if path.is_dir():
         raise GptossError(f"cannot save to {path}: it is a folder")
-    tmp = None
+    data = text.encode("utf-8")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=directory)
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-        tmp = None
+        write_atomically(path, lambda f: f.write(data), durable=True)
     except OSError as e:
         raise GptossError(f"cannot save to {path}: {e.strerror or e}") from None
-    finally:
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
