@@ -119,6 +119,14 @@ def _split_vocabulary_checked(tokens: list[str], types: list[int]) -> tuple[dict
     return ranks, special, unused
 
 
+def _pre_pattern(pre: str) -> str:
+    """The regular expression of a GGUF pre-tokenizer name; ModelFileError for any other."""
+    pattern = _PRE_PATTERNS.get(pre)
+    if pattern is None:
+        raise ModelFileError(f"unsupported pre-tokenizer {pre!r} (expected 'gpt-4o', the o200k pattern of gpt-oss)")
+    return pattern
+
+
 @dataclass(frozen=True)
 class VocabParts:
     """What a Tokenizer is built from: the vocabulary split by kind, checked (see vocab_cache)."""
@@ -137,10 +145,7 @@ def vocab_parts(arrays: TokenizerArrays) -> VocabParts:
     """Check a GGUF's tokenizer arrays and split them; ModelFileError names what is wrong."""
     if arrays.model != "gpt2":
         raise ModelFileError(f"unsupported tokenizer model {arrays.model!r} (expected 'gpt2', byte-level BPE)")
-    if arrays.pre not in _PRE_PATTERNS:
-        raise ModelFileError(
-            f"unsupported pre-tokenizer {arrays.pre!r} (expected 'gpt-4o', the o200k pattern of gpt-oss)"
-        )
+    _pre_pattern(arrays.pre)
     tokens, types = arrays.tokens, arrays.token_types
     if len(tokens) != len(types):
         raise ModelFileError("malformed tokenizer: token and token-type arrays have different lengths")
@@ -163,13 +168,10 @@ class Tokenizer:
         import tiktoken
 
         parts = arrays if isinstance(arrays, VocabParts) else vocab_parts(arrays)
-        pattern = _PRE_PATTERNS.get(parts.pre)
-        if pattern is None:
-            raise ModelFileError(f"unsupported pre-tokenizer {parts.pre!r}")
         try:
             self._enc = tiktoken.Encoding(
                 name="o200k_harmony",
-                pat_str=pattern,
+                pat_str=_pre_pattern(parts.pre),
                 mergeable_ranks=parts.ranks,
                 special_tokens=parts.special,
             )

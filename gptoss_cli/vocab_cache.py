@@ -17,6 +17,7 @@ from __future__ import annotations
 import marshal
 import os
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 from .atomic_write import write_atomically
@@ -38,27 +39,25 @@ def load(directory: str | os.PathLike[str], key: str) -> VocabParts | None:
     """The vocabulary saved for this model key, or None."""
     try:
         with open(entry_path(directory, key), "rb") as f:
-            tag, saved_key, fields = marshal.loads(f.read())
+            tag, saved_key, values = marshal.loads(f.read())
         if tag != _tag() or saved_key != key:
             return None
-        ranks, special, unused, pre, vocab_size, bos, eos, pad = fields
-        if not (isinstance(ranks, dict) and isinstance(special, dict) and isinstance(unused, frozenset)):
+        parts = VocabParts(*values)
+        if not (isinstance(parts.ranks, dict) and isinstance(parts.special, dict)
+                and isinstance(parts.unused, frozenset)):
             return None
-        return VocabParts(ranks, special, unused, pre, vocab_size, bos, eos, pad)
+        return parts
     except (OSError, EOFError, ValueError, TypeError):
         return None
 
 
 def save(directory: str | os.PathLike[str], key: str, parts: VocabParts) -> None:
     """Store the vocabulary for this key; a directory that cannot be written is skipped silently."""
-    fields = (
-        parts.ranks, parts.special, parts.unused, parts.pre, parts.vocab_size,
-        parts.bos_id, parts.eos_id, parts.padding_id,
-    )
+    values = tuple(getattr(parts, f.name) for f in fields(VocabParts))  # not astuple: it deep-copies
     d = Path(directory)
     try:
         d.mkdir(parents=True, exist_ok=True)
-        blob = marshal.dumps((_tag(), key, fields))
+        blob = marshal.dumps((_tag(), key, values))
         write_atomically(entry_path(d, key), lambda f: f.write(blob))
     except OSError:
         pass  # read-only or full: the vocabulary is built from the file next time too
