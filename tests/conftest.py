@@ -2,7 +2,18 @@
 
 from __future__ import annotations
 
+import sys
+from pathlib import Path
+
 import pytest
+
+# --- the bare name `kernels` ------------------------------------------------------
+# Our kernels/ directory is installed as `gptoss_kernels`. The bare name belongs to
+# Hugging Face's `kernels` package, which transformers >= 5.25 depends on and
+# imports. `python -m pytest` puts the repository root first on sys.path, where
+# kernels/ would shadow it and break `import transformers`; drop that entry.
+_ROOT = Path(__file__).resolve().parent.parent
+sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _ROOT]
 
 
 # --- tokenizer and Harmony (tests/o200k.py) ---------------------------------------
