@@ -22,8 +22,15 @@ from .matvec import ROWS_PER_TASK
 # prefetches the row PREFETCH bytes ahead (past the row's end that is the next
 # row, which is where the task goes next): with it one core streams weights at
 # close to its decoding rate instead of stalling on memory (measured 5 -> 11 GB/s).
+#
+# The expert matvec (AVX-512) takes rows in pairs (dot2_mxfp4_avx512): two
+# independent streams, one reduction per pair, and a prefetch distance of
+# PAIR_PREFETCH (about 2.7 rows, so the pair after next). Against one row at a
+# time with 1 KB prefetch: 1.27x from memory on 2 threads, the median of six
+# alternating rounds (docs/performance.md, "fifth session").
 
 PREFETCH = 1024  # bytes ahead of the block being decoded (two lines per 68-byte step)
+PAIR_PREFETCH = 4096  # bytes ahead of each row of a pair (one line per 34-byte step)
 
 
 @njit(cache=True)
@@ -49,6 +56,36 @@ def dot_mxfp4_avx512(row, x):
         a0 = simd.mx_block_fma_avx512(a0, row, o, E8M0_HALF[row[o]], x, b * 32)
         b += 1
     return simd.vsum(simd.vadd(simd.vadd(a0, a1), simd.vadd(a2, a3)))
+
+
+@njit(cache=True)
+def dot2_mxfp4_avx512(ra, rb, x):
+    """(ra . x, rb . x) for two MXFP4 rows in one pass.
+
+    Two accumulators per row instead of four, so the float32 summation order
+    differs from :func:`dot_mxfp4_avx512` (results agree to rounding).
+    """
+    nb = x.shape[0] // 32
+    a0 = simd.vzero()
+    a1 = simd.vzero()
+    b0 = simd.vzero()
+    b1 = simd.vzero()
+    b = 0
+    while b + 2 <= nb:
+        o = b * 17
+        xo = b * 32
+        simd.prefetch(ra, o + PAIR_PREFETCH)
+        simd.prefetch(rb, o + PAIR_PREFETCH)
+        a0 = simd.mx_block_fma_avx512(a0, ra, o, E8M0_HALF[ra[o]], x, xo)
+        b0 = simd.mx_block_fma_avx512(b0, rb, o, E8M0_HALF[rb[o]], x, xo)
+        a1 = simd.mx_block_fma_avx512(a1, ra, o + 17, E8M0_HALF[ra[o + 17]], x, xo + 32)
+        b1 = simd.mx_block_fma_avx512(b1, rb, o + 17, E8M0_HALF[rb[o + 17]], x, xo + 32)
+        b += 2
+    if b < nb:
+        o = b * 17
+        a0 = simd.mx_block_fma_avx512(a0, ra, o, E8M0_HALF[ra[o]], x, b * 32)
+        b0 = simd.mx_block_fma_avx512(b0, rb, o, E8M0_HALF[rb[o]], x, b * 32)
+    return simd.vsum(simd.vadd(a0, a1)), simd.vsum(simd.vadd(b0, b1))
 
 
 @njit(cache=True)
@@ -88,7 +125,12 @@ def expert_matvec_mxfp4_avx512(w3, experts, x, out):
         i = task // chunks
         r0 = (task - i * chunks) * ROWS_PER_TASK
         e = experts[i]
-        for r in range(r0, min(rows, r0 + ROWS_PER_TASK)):
+        r1 = min(rows, r0 + ROWS_PER_TASK)
+        r = r0
+        while r + 2 <= r1:
+            out[i, r], out[i, r + 1] = dot2_mxfp4_avx512(w3[e, r], w3[e, r + 1], x[i])
+            r += 2
+        if r < r1:
             out[i, r] = dot_mxfp4_avx512(w3[e, r], x[i])
 
 
