@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from .exp64 import exp64
 from .validate import as_input, check_output
 
 _PARALLEL_MIN_ELEMENTS = 1 << 13  # smaller jobs run on one thread (a decode step's 4 x 2880: 86 -> 49 us on 2 threads)
@@ -61,10 +62,17 @@ def router_topk(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 @njit(cache=True)
 def _swiglu_row(gate, up, limit, alpha, out):
-    for j in range(gate.shape[0]):
+    # Two loops: the exponentials go to a float64 scratch row first, a loop LLVM
+    # vectorizes (in one loop with the float32 stores it stays scalar): 168 -> 89 us
+    # for a decode step's 4 x 2880 on one thread.
+    n = gate.shape[0]
+    e = np.empty(n, np.float64)
+    for j in range(n):
+        e[j] = exp64(-alpha * min(np.float64(gate[j]), limit))
+    for j in range(n):
         g = min(np.float64(gate[j]), limit)
         u = min(max(np.float64(up[j]), -limit), limit)
-        out[j] = np.float32(g / (1.0 + np.exp(-alpha * g)) * (u + 1.0))
+        out[j] = np.float32(g / (1.0 + e[j]) * (u + 1.0))
 
 
 @njit(cache=True)
