@@ -270,10 +270,51 @@ def _make_block_store(isa):
     return intrinsic(block_store)
 
 
+def _make_block_decode(isa):
+    decode = _DECODERS[isa]
+
+    def block_decode(typingctx, row, o, d):
+        """decode(row block at byte o, scale d) as a ``f32x32`` (reused for several tokens)."""
+        if not (isinstance(row, types.Array) and row.dtype == types.uint8 and row.ndim == 1
+                and isinstance(o, types.Integer) and isinstance(d, types.Float)):
+            return None
+        sig = f32x32(row, o, d)
+
+        def codegen(context, builder, signature, args):
+            row_v, o_v, d_v = args
+            o64 = context.cast(builder, o_v, signature.args[1], types.intp)
+            d32 = context.cast(builder, d_v, signature.args[2], types.float32)
+            qp = _elem_ptr(context, builder, signature.args[0], row_v,
+                           builder.add(o64, ir.Constant(o64.type, 1)), ir.VectorType(_I8, 16))
+            return decode(builder, builder.load(qp, align=1), d32)
+
+        return sig, codegen
+
+    block_decode.__name__ = f"mx_block_decode_{isa}"
+    return intrinsic(block_decode)
+
+
+@intrinsic
+def vfma(typingctx, acc, w, x, xo):
+    """acc + w * x[xo:xo+32] lane-wise (multiply and add contracted to one FMA)."""
+    if not (isinstance(acc, F32x32) and isinstance(w, F32x32) and isinstance(xo, types.Integer)
+            and isinstance(x, types.Array) and x.dtype == types.float32 and x.ndim == 1):
+        return None
+
+    def codegen(context, builder, signature, args):
+        acc_v, w_v, x_v, xo_v = args
+        xo64 = context.cast(builder, xo_v, signature.args[3], types.intp)
+        xv = builder.load(_elem_ptr(context, builder, signature.args[2], x_v, xo64, _VEC), align=4)
+        return builder.fadd(acc_v, builder.fmul(w_v, xv, flags=_FLAGS), flags=_FLAGS)
+
+    return f32x32(acc, w, x, xo), codegen
+
+
 mx_block_fma_avx512 = _make_block_fma("avx512")
 mx_block_fma_ssse3 = _make_block_fma("ssse3")
 mx_block_store_avx512 = _make_block_store("avx512")
 mx_block_store_ssse3 = _make_block_store("ssse3")
+mx_block_decode_avx512 = _make_block_decode("avx512")
 
 
 @intrinsic
