@@ -10,6 +10,7 @@ bench() { local name=$1; shift; echo "== $name: gptoss bench $*" >&2
 run() {
   case $1 in
     20b-pp128-tg32) bench "$1" --synthetic 20b --pp 128 --tg 32 -r 2 --rounds 3 ;;
+    20b-pp32)       bench "$1" --synthetic 20b --pp 32 --tg 0 -r 2 --rounds 3 ;;
     20b-pp512)      bench "$1" --synthetic 20b --pp 512 --tg 0 -r 1 --rounds 3 ;;
     20b-2l-depth0)     bench "$1" --synthetic 20b --layers 2 --pp 0 --tg 32 -r 2 --rounds 2 --ctx-depth 0 ;;
     20b-2l-depth4096)  bench "$1" --synthetic 20b --layers 2 --pp 0 --tg 32 -r 2 --rounds 2 --ctx-depth 4096 ;;
@@ -20,6 +21,6 @@ run() {
   esac
 }
 if [ $# -eq 0 ]; then
-  set -- 20b-pp128-tg32 20b-pp512 20b-2l-depth0 20b-2l-depth4096 20b-2l-depth32768 120b-2l-tg32 120b-4l-tg32
+  set -- 20b-pp128-tg32 20b-pp32 20b-pp512 20b-2l-depth0 20b-2l-depth4096 20b-2l-depth32768 120b-2l-tg32 120b-4l-tg32
 fi
 for name in "$@"; do run "$name"; done
