@@ -13,11 +13,15 @@ Modules, one job each:
     mxfp4_fast  MXFP4 matvec / matmul kernels on those intrinsics (AVX-512, SSSE3)
     q8_fast     Q8_0 and BF16 matvec kernels on those intrinsics
     gemm_t      prefill kernels with 16 tokens per vector (MXFP4, Q8_0, BF16; SIMD paths)
+    mxfp4_few   MXFP4 products for 2-15 tokens, each block decoded once per four tokens (AVX-512)
+    quantize    float32 rows -> Q8_0 / MXFP4 / BF16 bytes, bit-identical with gguf.quants
     linear      public matvec / expert_matvec / matmul / matmul_t with checks and dispatch
     norms       rmsnorm
     rope        half-split rotary embedding
     attention   causal GQA attention with sinks, sliding window, ring cache
+    head_lanes  f32x8 vector ops for attention (one lane per query head), vector exp
     moe         router top-k, clamped SwiGLU
+    exp64       branch-free float64 exp that LLVM vectorizes (SwiGLU)
     validate    argument checks shared by the public functions
     bench       MXFP4 matvec benchmark (``python -m gptoss_kernels.bench``)
 """
