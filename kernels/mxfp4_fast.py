@@ -23,11 +23,15 @@ from .matvec import ROWS_PER_TASK
 # row, which is where the task goes next): with it one core streams weights at
 # close to its decoding rate instead of stalling on memory (measured 5 -> 11 GB/s).
 #
-# The expert matvec (AVX-512) takes rows in pairs (dot2_mxfp4_avx512): two
-# independent streams, one reduction per pair, and a prefetch distance of
-# PAIR_PREFETCH (about 2.7 rows, so the pair after next). Against one row at a
-# time with 1 KB prefetch: 1.27x from memory on 2 threads, the median of six
-# alternating rounds (docs/performance.md, "fifth session").
+# The expert matvec (AVX-512) walks rows in one of two orders, chosen per CPU
+# (see avx512_row_order at the end):
+# * pairs (dot2_mxfp4_avx512): two independent streams, one reduction per pair,
+#   and a prefetch distance of PAIR_PREFETCH (about 2.7 rows, so the pair after
+#   next). Intel Xeon, against one row at a time with 1 KB prefetch: 1.27x from
+#   memory on 2 threads (docs/performance.md, "fifth session").
+# * xperm (dot_mxfp4_xperm_avx512): one row at a time, x permuted once per call
+#   into the lane order of simd's xperm decoder, which then needs no cross-lane
+#   widening of the packed bytes. AMD Zen 4 ("seventh session").
 
 PREFETCH = 1024  # bytes ahead of the block being decoded (two lines per 68-byte step)
 PAIR_PREFETCH = 4096  # bytes ahead of each row of a pair (one line per 34-byte step)
@@ -88,6 +92,46 @@ def dot2_mxfp4_avx512(ra, rb, x):
     return simd.vsum(simd.vadd(a0, a1)), simd.vsum(simd.vadd(b0, b1))
 
 
+XPERM_PREFETCH = 2048  # bytes ahead of the block being decoded (two lines per 68-byte step)
+_XPERM = np.array(simd.XPERM_LANES, dtype=np.int64)
+
+
+@njit(cache=True)
+def xperm_rows(x, xp):
+    """xp[i] = x[i] with each 32-element block in the lane order of :data:`simd.XPERM_LANES`."""
+    for i in range(x.shape[0]):
+        for b in range(x.shape[1] // 32):
+            o = b * 32
+            for p in range(32):
+                xp[i, o + p] = x[i, o + _XPERM[p]]
+
+
+@njit(cache=True)
+def dot_mxfp4_xperm_avx512(row, xp):
+    """row . x with ``xp`` the block-permuted x of :func:`xperm_rows` (one row, four accumulators)."""
+    nb = xp.shape[0] // 32
+    a0 = simd.vzero()
+    a1 = simd.vzero()
+    a2 = simd.vzero()
+    a3 = simd.vzero()
+    b = 0
+    while b + 4 <= nb:
+        o = b * 17
+        xo = b * 32
+        simd.prefetch(row, o + XPERM_PREFETCH)
+        simd.prefetch(row, o + XPERM_PREFETCH + 64)
+        a0 = simd.mx_block_fma_avx512_xperm(a0, row, o, E8M0_HALF[row[o]], xp, xo)
+        a1 = simd.mx_block_fma_avx512_xperm(a1, row, o + 17, E8M0_HALF[row[o + 17]], xp, xo + 32)
+        a2 = simd.mx_block_fma_avx512_xperm(a2, row, o + 34, E8M0_HALF[row[o + 34]], xp, xo + 64)
+        a3 = simd.mx_block_fma_avx512_xperm(a3, row, o + 51, E8M0_HALF[row[o + 51]], xp, xo + 96)
+        b += 4
+    while b < nb:
+        o = b * 17
+        a0 = simd.mx_block_fma_avx512_xperm(a0, row, o, E8M0_HALF[row[o]], xp, b * 32)
+        b += 1
+    return simd.vsum(simd.vadd(simd.vadd(a0, a1), simd.vadd(a2, a3)))
+
+
 @njit(cache=True)
 def dot_mxfp4_ssse3(row, x):
     nb = x.shape[0] // 32
@@ -132,6 +176,20 @@ def expert_matvec_mxfp4_avx512(w3, experts, x, out):
             r += 2
         if r < r1:
             out[i, r] = dot_mxfp4_avx512(w3[e, r], x[i])
+
+
+@njit(parallel=True, cache=True)
+def expert_matvec_mxfp4_xperm_avx512(w3, experts, x, out):
+    xp = np.empty_like(x)
+    xperm_rows(x, xp)
+    rows = w3.shape[1]
+    chunks = (rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
+    for task in prange(experts.shape[0] * chunks):
+        i = task // chunks
+        r0 = (task - i * chunks) * ROWS_PER_TASK
+        e = experts[i]
+        for r in range(r0, min(rows, r0 + ROWS_PER_TASK)):
+            out[i, r] = dot_mxfp4_xperm_avx512(w3[e, r], xp[i])
 
 
 @njit(parallel=True, cache=True)
@@ -197,6 +255,22 @@ def matmul_mxfp4_ssse3(w, X, out):
         _store_tile(acc, out, r0, nr)
 
 
-EXPERT_MATVEC = {"avx512": expert_matvec_mxfp4_avx512, "ssse3": expert_matvec_mxfp4_ssse3}
+# How the AVX-512 expert matvec walks its rows depends on the CPU (docs/performance.md):
+# on an Intel Xeon rows in pairs streamed 1.27x faster than one at a time (fifth
+# session); on AMD Zen 4 pairs stream worse (a pure read of two rows at once: 16-21
+# GB/s, one row: 30-34) and one row at a time with the xperm decoder gave 1.06x the
+# whole 20b decode (seventh session, per-token alternation).
+EXPERT_MATVEC_AVX512 = {"pairs": expert_matvec_mxfp4_avx512, "xperm": expert_matvec_mxfp4_xperm_avx512}
+
+
+def avx512_row_order(cpu_name: str) -> str:
+    """'xperm' (one row at a time) on AMD Zen CPUs, 'pairs' elsewhere: what was measured fastest."""
+    return "xperm" if cpu_name.lower().startswith("znver") else "pairs"
+
+
+EXPERT_MATVEC = {
+    "avx512": EXPERT_MATVEC_AVX512[avx512_row_order(simd.host_cpu_name())],
+    "ssse3": expert_matvec_mxfp4_ssse3,
+}
 MATMUL = {"avx512": matmul_mxfp4_avx512, "ssse3": matmul_mxfp4_ssse3}
 DEQ_ROW = {"avx512": deq_row_mxfp4_avx512, "ssse3": deq_row_mxfp4_ssse3}

@@ -63,6 +63,14 @@ def host_features() -> dict[str, bool]:
         return {}
 
 
+def host_cpu_name() -> str:
+    """LLVM's name for the host CPU ('znver4', 'sapphirerapids', ...; '' when unknown)."""
+    try:
+        return str(llvm_binding.get_host_cpu_name())
+    except Exception:  # pragma: no cover - exotic llvmlite builds
+        return ""
+
+
 def target_features() -> dict[str, bool]:
     """Features of the CPU Numba compiles for: the host, unless NUMBA_CPU_NAME/FEATURES say otherwise.
 
@@ -205,7 +213,30 @@ def _decode_ssse3(builder, q, d):
     return builder.fmul(v, _splat(builder, d, LANES))
 
 
-_DECODERS = {"avx512": _decode_avx512, "ssse3": _decode_ssse3}
+def _decode_avx512_xperm(builder, q, d):
+    """As :func:`_decode_avx512` for an x in the lane order of :data:`XPERM_LANES`.
+
+    The 16 bytes are broadcast to the four 128-bit lanes and lane ``j`` shifted
+    right by ``8 * (j // 4)`` bits (``vpsrlvd``), so its low nibble is that of
+    byte ``4 * (j % 4) + j // 4``: a broadcast load and a variable shift instead
+    of the cross-lane ``vpmovzxbd`` (Zen 4, decode from memory: 1.09x).
+    """
+    f16 = ir.VectorType(_F32, 16)
+    i16 = ir.VectorType(_I32, 16)
+    table = builder.fmul(ir.Constant(f16, [float(v) for v in E2M1_DOUBLED]), _splat(builder, d, 16))
+    perm = _declare(builder, "llvm.x86.avx512.permvar.sf.512", f16, [f16, i16])
+    wide = builder.shuffle_vector(q, q, ir.Constant(ir.VectorType(_I32, 64), [i % 16 for i in range(64)]))
+    idx = builder.bitcast(wide, i16)
+    lo = builder.call(perm, [table, builder.lshr(idx, ir.Constant(i16, [8 * (j // 4) for j in range(16)]))])
+    hi = builder.call(perm, [table, builder.lshr(idx, ir.Constant(i16, [8 * (j // 4) + 4 for j in range(16)]))])
+    return _concat(builder, lo, hi)
+
+
+# Element of a 32-weight block that lane p of the xperm decoder holds: x must be
+# permuted the same way (x_perm[32 b + p] = x[32 b + XPERM_LANES[p]]).
+XPERM_LANES = tuple(half + 4 * (j % 4) + j // 4 for half in (0, 16) for j in range(16))
+
+_DECODERS = {"avx512": _decode_avx512, "ssse3": _decode_ssse3, "avx512_xperm": _decode_avx512_xperm}
 
 
 def _check_block_args(row, o, x, xo):
@@ -312,6 +343,7 @@ def vfma(typingctx, acc, w, x, xo):
 
 mx_block_fma_avx512 = _make_block_fma("avx512")
 mx_block_fma_ssse3 = _make_block_fma("ssse3")
+mx_block_fma_avx512_xperm = _make_block_fma("avx512_xperm")  # x in XPERM_LANES order
 mx_block_store_avx512 = _make_block_store("avx512")
 mx_block_store_ssse3 = _make_block_store("ssse3")
 mx_block_decode_avx512 = _make_block_decode("avx512")

@@ -56,6 +56,27 @@ def deq64(raw: np.ndarray) -> np.ndarray:
 # `path` (each SIMD path in turn, installed in the public dispatcher) is in conftest.py.
 
 
+def _mx_paths() -> list[str]:
+    out = []
+    for p in FAST:
+        out += [f"avx512-{r}" for r in mxfp4_fast.EXPERT_MATVEC_AVX512] if p == "avx512" else [p]
+    return out or ["none"]
+
+
+@pytest.fixture(params=_mx_paths())
+def mx_path(request, monkeypatch):
+    """Each SIMD path, and on AVX-512 each row order of the MXFP4 expert matvec, whatever this CPU picks."""
+    if request.param == "none":
+        pytest.skip("no SIMD path on this CPU")
+    p, _, rows = request.param.partition("-")
+    old = gk.set_kernel_path(p)
+    if rows:
+        monkeypatch.setitem(linear._EXPERT_MATVEC, gt.MXFP4, mxfp4_fast.EXPERT_MATVEC_AVX512[rows])
+    yield request.param
+    monkeypatch.undo()
+    gk.set_kernel_path(old)
+
+
 # ------------------------------------------------------------------ dispatch
 
 
@@ -144,7 +165,7 @@ def test_tile_decoder_bit_exact_every_byte_and_exponent():
         assert np.array_equal(part.view(np.uint32), ref[:, 64:].view(np.uint32)), p
 
 
-def test_matvec_reads_every_weight_exactly(path):
+def test_matvec_reads_every_weight_exactly(mx_path):
     """expert_matvec with one-hot inputs returns each decoded weight (exponents 0..252)."""
     exps = np.arange(253, dtype=np.uint8)
     data = (np.arange(253 * 16, dtype=np.int64).reshape(253, 16) * 11 % 256).astype(np.uint8)
@@ -158,7 +179,7 @@ def test_matvec_reads_every_weight_exactly(path):
     assert np.array_equal(out.T, ref)
 
 
-def test_infinite_weights_match_plain_path(path):
+def test_infinite_weights_match_plain_path(mx_path):
     """Exponents 253..255 overflow some weights to inf; inf/NaN outputs agree with the plain loops."""
     rng = np.random.default_rng(5)
     rows, cols = 24, 96
@@ -184,7 +205,7 @@ def test_infinite_weights_match_plain_path(path):
 
 
 @pytest.mark.parametrize("rows, cols", [(1, 32), (7, 96), (45, 160), (19, 608), (33, 2880)])
-def test_matvec_odd_shapes(path, rows, cols):
+def test_matvec_odd_shapes(mx_path, rows, cols):
     rng = np.random.default_rng(rows * 1000 + cols)
     raw = readonly(random_mxfp4(rng, (rows,), cols))
     x = rng.standard_normal(cols).astype(np.float32)
@@ -197,7 +218,7 @@ def test_matvec_odd_shapes(path, rows, cols):
     assert rel_err(out, plain[0].astype(np.float64)) < REL_TOL
 
 
-def test_matvec_realistic_weights_from_gguf(path):
+def test_matvec_realistic_weights_from_gguf(mx_path):
     rng = np.random.default_rng(8)
     rows, cols = 37, 320
     w = rng.standard_normal((rows, cols)).astype(np.float32) * 10.0 ** rng.uniform(-4, 1.5, (rows, 1))
@@ -208,7 +229,7 @@ def test_matvec_realistic_weights_from_gguf(path):
     assert rel_err(out, deq64(raw) @ x.astype(np.float64)) < REL_TOL
 
 
-def test_matvec_extreme_exponents(path):
+def test_matvec_extreme_exponents(mx_path):
     """Subnormal block scales (exponents 0..3) next to large ones (up to 230)."""
     rng = np.random.default_rng(9)
     rows, cols = 21, 320
@@ -229,7 +250,7 @@ def test_matvec_extreme_exponents(path):
 
 @pytest.mark.parametrize("k", [1, 2, 3, 4])
 @pytest.mark.parametrize("rows, cols", [(45, 160), (9, 2880)])
-def test_expert_matvec_k_experts(path, k, rows, cols):
+def test_expert_matvec_k_experts(mx_path, k, rows, cols):
     rng = np.random.default_rng(100 * k + rows)
     n_exp = 5
     raw = readonly(random_mxfp4(rng, (n_exp, rows), cols, exps=(110, 135)))
@@ -307,3 +328,19 @@ def test_fast_kernels_load_from_numba_cache(tmp_path):
     assert misses == n and hits == 0
     hits, misses = run()
     assert hits == n and misses == 0
+
+
+def test_avx512_row_order_by_cpu():
+    assert mxfp4_fast.avx512_row_order("znver4") == "xperm"
+    assert mxfp4_fast.avx512_row_order("sapphirerapids") == "pairs"
+    assert mxfp4_fast.avx512_row_order("") == "pairs"
+    assert sorted(simd.XPERM_LANES) == list(range(32))
+
+
+@pytest.mark.skipif(not FEATURES.get("avx512f"), reason="no AVX-512")
+def test_xperm_rows_is_the_decoder_lane_order():
+    x = readonly(np.arange(2 * 64, dtype=np.float32).reshape(2, 64))
+    xp = np.empty_like(x)
+    mxfp4_fast.xperm_rows(x, xp)
+    lanes = np.array(simd.XPERM_LANES)
+    assert np.array_equal(xp, np.concatenate([lanes, 32 + lanes])[None, :] + 64 * np.arange(2)[:, None])
