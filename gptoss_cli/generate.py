@@ -573,11 +573,19 @@ def compile_marker_dir() -> Path:
 
 
 def kernel_fingerprint(weight_types: Sequence[int] = ()) -> str:
-    """Changes whenever Numba would have to compile again: Python, Numba, kernel sources, weight types."""
+    """Changes whenever Numba would have to compile again or the float32 rounding could differ:
+    Python, Numba, kernel sources, weight types, the CPU Numba compiles for and the kernel path
+    in use (each path sums in its own order, so a prompt-cache snapshot from another one would
+    not be this machine's arithmetic)."""
     import numba
+
+    from gptoss_kernels.linear import kernel_path
+    from gptoss_kernels.simd import host_cpu_name
 
     h = hashlib.sha256()
     h.update(f"{sys.version}|{numba.__version__}|{platform.machine()}|{sorted(set(weight_types))}".encode())
+    cfg = numba.config
+    h.update(f"|{host_cpu_name()}|{cfg.CPU_NAME}|{cfg.CPU_FEATURES}|{kernel_path()}".encode())
     for p in _kernel_sources():
         st = p.stat()
         h.update(f"|{p.name}:{st.st_size}:{st.st_mtime_ns}".encode())

@@ -20,6 +20,7 @@ from gptoss_cli.generate import (
     TextDelta,
     Token,
     ensure_compiled,
+    kernel_fingerprint,
     message_kind,
 )
 from gptoss_cli.harmony import Message, Role
@@ -250,6 +251,24 @@ def test_ensure_compiled_tells_once(tmp_path):
     quick = Fast()
     assert ensure_compiled(quick, said.append, marker_dir=tmp_path / "other", notice_delay=5) is None
     assert said == [] and quick.calls == 2  # a warm Numba cache: warmed up silently
+
+
+def test_kernel_fingerprint_follows_the_kernel_path_and_cpu(monkeypatch):
+    """Prompt-cache snapshots and compile markers are keyed by it: another kernel path or CPU
+    rounds differently, so it must not share their entries."""
+    from gptoss_kernels import linear, simd
+
+    here = kernel_fingerprint([2, 8, 39])
+    assert kernel_fingerprint([2, 8, 39]) == here
+    assert kernel_fingerprint([2, 8]) != here
+    old = linear.set_kernel_path("portable")
+    try:
+        portable = kernel_fingerprint([2, 8, 39])
+    finally:
+        linear.set_kernel_path(old)
+    assert (portable != here) == (old != "portable")
+    monkeypatch.setattr(simd, "host_cpu_name", lambda: "some-other-cpu")
+    assert kernel_fingerprint([2, 8, 39]) != here
 
 
 # -- prompt building ------------------------------------------------------------------------
