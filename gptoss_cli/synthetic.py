@@ -4,6 +4,11 @@ The bytes are generated directly in each type's storage form (random MXFP4
 nibbles with realistic exponents, random Q8_0 blocks with small scales), so a
 20b-shaped file is written tensor by tensor without quantizing anything and
 without holding more than one tensor in memory.
+
+A file of gpt-oss's vocabulary size carries the real o200k_harmony tokenizer,
+copied from the bundled demo model, so prompts tokenize as they would with the
+real model and `gptoss run` on the file measures a real start-up (prompt
+lengths included). Other sizes get a stand-in tokenizer of the right size.
 """
 
 from __future__ import annotations
@@ -97,6 +102,21 @@ def synthetic_tokenizer(vocab_size: int):
     )
 
 
+def shape_tokenizer(vocab_size: int):
+    """The tokenizer a synthetic file of this vocabulary size carries: the real
+    o200k_harmony one (from the bundled demo model) for gpt-oss's 201088 tokens,
+    else :func:`synthetic_tokenizer`."""
+    from .registry import builtin_default_model
+    from .tokenizer_arrays import O200K_VOCAB_SIZE, read_tokenizer_arrays
+
+    demo = builtin_default_model()
+    if vocab_size == O200K_VOCAB_SIZE and demo is not None:
+        real = read_tokenizer_arrays(demo)
+        if real.vocab_size == vocab_size:
+            return real
+    return synthetic_tokenizer(vocab_size)
+
+
 def write_synthetic_gguf(
     path: str | os.PathLike[str], cfg: ModelConfig, dense: str = "q8_0", seed: int = 0
 ) -> Path:
@@ -111,5 +131,5 @@ def write_synthetic_gguf(
 
         tensors.append(GGUFTensor(name, make, qt, shape))
     return write_gpt_oss_gguf(
-        path, cfg, tensors, tokenizer=synthetic_tokenizer(cfg.vocab_size), name="gpt-oss synthetic", fsync=False
+        path, cfg, tensors, tokenizer=shape_tokenizer(cfg.vocab_size), name="gpt-oss synthetic", fsync=False
     )

@@ -98,3 +98,27 @@ def test_rounds_without_llama_cpp(tmp_path):
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert out["reps"] == 2 and len(out["extra"]["rounds"]) == 2 and out["tg_tok_s"] > 0
+
+
+def test_synthetic_file_of_gpt_oss_vocabulary_tokenizes_like_gpt_oss(tmp_path):
+    """A 201088-token synthetic file carries o200k_harmony (from the demo model), so a prompt
+    has the real model's length; other sizes keep the stand-in byte-level tokenizer."""
+    from dataclasses import replace
+
+    from gptoss_cli.registry import builtin_default_model
+    from gptoss_cli.synthetic import shape_config, write_synthetic_gguf
+
+    cfg = replace(shape_config("20b"), n_layers=1, hidden=64, expert_ffn=64, n_experts=4, n_heads=4, n_kv_heads=2)
+    real = write_synthetic_gguf(tmp_path / "real-vocab.gguf", cfg)
+    standin = write_synthetic_gguf(tmp_path / "mini.gguf", shape_config("mini", 1))
+    text = "What is the capital of France? Answer in one word."
+
+    def ids(model: Path | str) -> list[int]:
+        p = subprocess.run([GPTOSS, "tokenize", "-m", str(model), "--json", text], capture_output=True, text=True,
+                           env=dict(os.environ, GPTOSS_HOME=str(tmp_path)), timeout=300)
+        assert p.returncode == 0, p.stderr
+        return json.loads(p.stdout)
+
+    demo = ids(builtin_default_model())
+    assert ids(real) == demo and len(demo) < 20
+    assert len(ids(standin)) == len(text.encode())  # one token per byte
