@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -323,8 +323,21 @@ def yarn_inv_freq(cfg: ModelConfig) -> tuple[np.ndarray, float]:
     return f / s * ramp + f * (1 - ramp), cfg.rope_mscale
 
 
-def numpy_reference_logits(cfg: ModelConfig, w: dict[str, np.ndarray], ids: Sequence[int]) -> np.ndarray:
-    """logits [T, vocab] from GGUF-named weights, following DESIGN section 2 literally."""
+def numpy_reference_logits(
+    cfg: ModelConfig,
+    w: dict[str, np.ndarray],
+    ids: Sequence[int],
+    round_dense: Callable[[np.ndarray], np.ndarray] | None = None,
+    round_experts: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> np.ndarray:
+    """logits [T, vocab] from GGUF-named weights, following DESIGN section 2 literally.
+
+    ``round_dense`` / ``round_experts``, when given, round the activations that enter the
+    dense (attention and output) and expert products, to measure what a lower-precision
+    activation path would cost (docs/bench/activation_rounding.py); None keeps them exact.
+    """
+    rd = round_dense or (lambda v: v)
+    re_ = round_experts or (lambda v: v)
     ids = np.asarray(ids)
     T, d = len(ids), cfg.head_dim
     W = {k: v.astype(np.float64) for k, v in w.items()}
@@ -346,7 +359,7 @@ def numpy_reference_logits(cfg: ModelConfig, w: dict[str, np.ndarray], ids: Sequ
     group = cfg.n_heads // cfg.n_kv_heads
     for i in range(cfg.n_layers):
         p = f"blk.{i}."
-        h = rms(x, W[p + "attn_norm.weight"])
+        h = rd(rms(x, W[p + "attn_norm.weight"]))
         q = (h @ W[p + "attn_q.weight"].T + W[p + "attn_q.bias"]).reshape(T, cfg.n_heads, d)
         k = (h @ W[p + "attn_k.weight"].T + W[p + "attn_k.bias"]).reshape(T, cfg.n_kv_heads, d)
         v = (h @ W[p + "attn_v.weight"].T + W[p + "attn_v.bias"]).reshape(T, cfg.n_kv_heads, d)
@@ -364,7 +377,7 @@ def numpy_reference_logits(cfg: ModelConfig, w: dict[str, np.ndarray], ids: Sequ
             e = np.exp(sc - m)
             den = e.sum(axis=-1, keepdims=True) + np.exp(sink - m)
             out[:, j] = (e / den) @ v[:, kv]
-        x = x + out.reshape(T, -1) @ W[p + "attn_output.weight"].T + W[p + "attn_output.bias"]
+        x = x + rd(out.reshape(T, -1)) @ W[p + "attn_output.weight"].T + W[p + "attn_output.bias"]
         g = rms(x, W[p + "post_attention_norm.weight"])
         r = g @ W[p + "ffn_gate_inp.weight"].T + W[p + "ffn_gate_inp.bias"]
         moe = np.zeros_like(x)
@@ -373,11 +386,11 @@ def numpy_reference_logits(cfg: ModelConfig, w: dict[str, np.ndarray], ids: Sequ
             wt = np.exp(r[t, top] - r[t, top].max())
             wt /= wt.sum()
             for e_, we in zip(top, wt):
-                gate = W[p + "ffn_gate_exps.weight"][e_] @ g[t] + W[p + "ffn_gate_exps.bias"][e_]
-                up = W[p + "ffn_up_exps.weight"][e_] @ g[t] + W[p + "ffn_up_exps.bias"][e_]
+                gate = W[p + "ffn_gate_exps.weight"][e_] @ re_(g[t]) + W[p + "ffn_gate_exps.bias"][e_]
+                up = W[p + "ffn_up_exps.weight"][e_] @ re_(g[t]) + W[p + "ffn_up_exps.bias"][e_]
                 gate = np.minimum(gate, cfg.swiglu_limit)
                 up = np.clip(up, -cfg.swiglu_limit, cfg.swiglu_limit)
                 y = gate / (1 + np.exp(-cfg.swiglu_alpha * gate)) * (up + 1)
-                moe[t] += we * (W[p + "ffn_down_exps.weight"][e_] @ y + W[p + "ffn_down_exps.bias"][e_])
+                moe[t] += we * (W[p + "ffn_down_exps.weight"][e_] @ re_(y) + W[p + "ffn_down_exps.bias"][e_])
         x = x + moe
-    return (rms(x, W["output_norm.weight"]) @ W["output.weight"].T).astype(np.float32)
+    return (rd(rms(x, W["output_norm.weight"])) @ W["output.weight"].T).astype(np.float32)
