@@ -11,8 +11,8 @@ is the same arithmetic as without it. Entries are keyed by the model file
 (path, size, modification time), the kernels' fingerprint (sources, CPU and
 kernel path: any change to the numerics invalidates them) and the tokens. They
 are small (tens of MB at most, bounded by MAX_ENTRY_BYTES), written to a
-temporary file and renamed, and the oldest beyond MAX_ENTRIES are removed. A missing, unreadable or mismatched
-entry is ignored: the prompt is simply processed.
+temporary file and renamed, and the oldest beyond MAX_ENTRIES are removed. A
+missing, unreadable or mismatched entry is ignored: the prompt is simply processed.
 """
 
 from __future__ import annotations

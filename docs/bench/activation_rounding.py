@@ -26,23 +26,18 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "tests"))
 from test_model_parity import SEQ_LEN, SPECS  # noqa: E402
 from tiny_models import build_tiny_model, numpy_reference_logits  # noqa: E402
 
-
-def round_q8_blocks(v: np.ndarray) -> np.ndarray:
-    """x as ggml's Q8_0 activation blocks: per 32 values d = fp16(max|x| / 127), codes round(x / d)."""
-    v = np.asarray(v, np.float64)
-    b = v.reshape(-1, 32)
-    amax = np.abs(b).max(axis=1, keepdims=True)
-    d = (amax / 127.0).astype(np.float16).astype(np.float64)
-    inv = np.divide(127.0, amax, out=np.zeros_like(amax), where=amax > 0)
-    q = np.clip(np.sign(b) * np.floor(np.abs(b * inv) + 0.5), -127, 127)
-    return (q * d).reshape(v.shape)
+from gptoss_cli.convert.gguf_writer import dequantize, encode_tensor  # noqa: E402
+from gptoss_kernels import ggml_types  # noqa: E402
 
 
-def round_bf16(v: np.ndarray) -> np.ndarray:
-    """x rounded to bfloat16 (nearest, ties to even)."""
-    u = np.asarray(v, np.float32).view(np.uint32).astype(np.uint64)
-    r = ((u + 0x7FFF + ((u >> 16) & 1)) >> 16) << 16
-    return r.astype(np.uint32).view(np.float32).astype(np.float64)
+def rounded_as(ggml_type: int):
+    """x -> x stored as `ggml_type` and read back, by the converter's encoder (gguf-py's reference
+    quantizer): Q8_0 is ggml's activation format for MXFP4 and Q8_0 products, BF16 for BF16 ones."""
+
+    def rounded(v: np.ndarray) -> np.ndarray:
+        return dequantize(encode_tensor(v, ggml_type), ggml_type, np.shape(v)).astype(np.float64)
+
+    return rounded
 
 
 def main() -> None:
@@ -51,11 +46,12 @@ def main() -> None:
         tm = build_tiny_model(spec, tempfile.mkdtemp())
         ids = np.random.default_rng(spec.seed + 100).integers(0, spec.vocab, SEQ_LEN)
         ref = numpy_reference_logits(tm.config, tm.weights, ids)
-        dense_rule = round_q8_blocks if spec.dense == "q8_0" else round_bf16  # ggml: BF16 weights take bf16 x
+        q8, bf16 = rounded_as(ggml_types.Q8_0), rounded_as(ggml_types.BF16)
+        dense_rule = q8 if spec.dense == "q8_0" else bf16  # ggml: BF16 weights take bf16 x
         cases = (
-            ("expert inputs as bf16", None, round_bf16),
-            ("expert inputs as 8-bit blocks", None, round_q8_blocks),
-            ("llama.cpp's: experts and dense products", dense_rule, round_q8_blocks),
+            ("expert inputs as bf16", None, bf16),
+            ("expert inputs as 8-bit blocks", None, q8),
+            ("llama.cpp's: experts and dense products", dense_rule, q8),
         )
         for label, dense, experts in cases:
             got = numpy_reference_logits(tm.config, tm.weights, ids, round_dense=dense, round_experts=experts)
