@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import math
 import os
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Union
@@ -36,6 +35,7 @@ import gguf
 from gguf import GGMLQuantizationType as QT
 from gguf import GGUFValueType as VT
 
+from gptoss_cli.atomic_write import atomic_path
 from gptoss_cli.config import ARCH, ModelConfig
 
 __all__ = [
@@ -502,39 +502,34 @@ def _write_file(
     fsync: bool,
 ) -> Path:
     """Header, key/values, tensor table, then each tensor's data, into a temporary
-    file beside `path` that is renamed over it only when complete."""
-    folder = path.parent if str(path.parent) else Path(".")
-    # A fresh name in the destination folder (so os.replace is a rename);
-    # opened by GGUFWriter with "wb", so the umask sets its mode as usual.
-    tmp = folder / f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.part"
-    try:
-        w.write_header_to_file(path=tmp)
-        w.write_kv_data_to_file()
-        w.write_ti_data_to_file()
-        for t in items:
-            src = t._source()
-            if isinstance(src, _Chunked):
-                if progress is not None:
-                    src.progress = lambda n, _name=t.name: progress(_name, n)
-                w.write_tensor_data(src)  # type: ignore[arg-type]
-            else:
-                w.write_tensor_data(src)
-                if progress is not None:
-                    progress(t.name, t.nbytes)
-            del src
-        assert w.fout is not None
-        for f in w.fout:
-            f.flush()
-            if fsync:
-                os.fsync(f.fileno())
-        w.close()
-        os.replace(tmp, path)
-    except BaseException:
+    file beside `path` that is renamed over it only when complete (atomic_path: also
+    removed on SIGTERM, and ones that killed runs left are swept)."""
+    # opened again by GGUFWriter with "wb", so the umask sets its mode as usual
+    with atomic_path(path) as tmp:
         try:
+            w.write_header_to_file(path=tmp)
+            w.write_kv_data_to_file()
+            w.write_ti_data_to_file()
+            for t in items:
+                src = t._source()
+                if isinstance(src, _Chunked):
+                    if progress is not None:
+                        src.progress = lambda n, _name=t.name: progress(_name, n)
+                    w.write_tensor_data(src)  # type: ignore[arg-type]
+                else:
+                    w.write_tensor_data(src)
+                    if progress is not None:
+                        progress(t.name, t.nbytes)
+                del src
+            assert w.fout is not None
+            for f in w.fout:
+                f.flush()
+                if fsync:
+                    os.fsync(f.fileno())
             w.close()
-        finally:
-            tmp.unlink(missing_ok=True)
-        raise
+        except BaseException:
+            w.close()
+            raise
     return path
 
 
