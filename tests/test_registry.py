@@ -1,4 +1,4 @@
-"""models.toml, model-name resolution, the user config, and `gptoss models`."""
+"""models.toml (catalogue), model-name resolution, the app paths, the user config, and `gptoss models`."""
 
 from __future__ import annotations
 
@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from gptoss_cli import registry
+from gptoss_cli import app_paths, catalogue, model_names, models_list, registry, user_config
 from gptoss_cli.errors import GptossError, ModelFileError
+from gptoss_cli.toml_file import ConfigError
 
 GPTOSS = str(Path(sys.executable).with_name("gptoss"))
 REPO_TOML = Path(__file__).resolve().parent.parent / "models.toml"
@@ -34,7 +35,7 @@ def _touch_model(home: Path, name: str = "gpt-oss-20b-mxfp4.gguf", data: bytes =
 
 
 def test_repo_models_toml_parses():
-    entries = registry.load_models(REPO_TOML)
+    entries = catalogue.load_models(REPO_TOML)
     names = {e.name: e for e in entries}
     assert set(names) >= {"gpt-oss-20b", "gpt-oss-120b"}
     e20 = names["gpt-oss-20b"]
@@ -47,82 +48,82 @@ def test_repo_models_toml_parses():
 
 
 def test_default_models_toml_is_found(home):
-    assert registry.models_toml_path().resolve() == REPO_TOML.resolve()
+    assert catalogue.models_toml_path().resolve() == REPO_TOML.resolve()
 
 
 def test_locations_follow_gptoss_home(home):
-    assert registry.app_dir() == home
-    assert registry.config_path() == home / "config.toml"
-    assert registry.models_dir() == home / "models"
+    assert app_paths.app_dir() == home
+    assert app_paths.config_path() == home / "config.toml"
+    assert app_paths.models_dir() == home / "models"
     (home / "config.toml").write_text(f'models_dir = "{home / "elsewhere"}"\n')
-    assert registry.models_dir() == home / "elsewhere"
+    assert app_paths.models_dir() == home / "elsewhere"
 
 
 def test_existing_path_is_used_as_is(home, tmp_path):
     f = tmp_path / "any.gguf"
     f.write_bytes(b"x")
-    assert registry.resolve_model(str(f)) == f
+    assert model_names.resolve_model(str(f)) == f
 
 
 @pytest.mark.parametrize("spec", ["gpt-oss-20b", "20b", "gpt-oss:20b", "GPT-OSS-20B"])
 def test_name_and_alias_resolve_to_models_dir(home, spec):
     p = _touch_model(home)
-    assert registry.resolve_model(spec) == p
+    assert model_names.resolve_model(spec) == p
 
 
 def test_not_downloaded_message(home):
     with pytest.raises(ModelFileError) as ei:
-        registry.resolve_model("20b")
+        model_names.resolve_model("20b")
     assert str(ei.value) == "model gpt-oss-20b is not downloaded; run: gptoss pull gpt-oss-20b"
     part = home / "models" / "gpt-oss-20b-mxfp4.gguf.part"
     part.parent.mkdir(parents=True)
     part.write_bytes(b"x")
     with pytest.raises(ModelFileError, match="partly downloaded; run: gptoss pull gpt-oss-20b"):
-        registry.resolve_model("gpt-oss-20b")
+        model_names.resolve_model("gpt-oss-20b")
 
 
 def test_split_model_needs_every_shard(home):
     _touch_model(home, "gpt-oss-120b-mxfp4-00001-of-00003.gguf")
     with pytest.raises(ModelFileError, match="not downloaded"):
-        registry.resolve_model("120b")
+        model_names.resolve_model("120b")
     _touch_model(home, "gpt-oss-120b-mxfp4-00002-of-00003.gguf")
     _touch_model(home, "gpt-oss-120b-mxfp4-00003-of-00003.gguf")
-    assert registry.resolve_model("120b").name == "gpt-oss-120b-mxfp4-00001-of-00003.gguf"
+    assert model_names.resolve_model("120b").name == "gpt-oss-120b-mxfp4-00001-of-00003.gguf"
 
 
 def test_unknown_name_and_missing_path(home):
     with pytest.raises(ModelFileError, match="unknown model 'llama'.*gpt-oss-20b"):
-        registry.resolve_model("llama")
+        model_names.resolve_model("llama")
     with pytest.raises(ModelFileError, match="no such file: ./nothere.gguf"):
-        registry.resolve_model("./nothere.gguf")
+        model_names.resolve_model("./nothere.gguf")
 
 
 def test_none_uses_config_default(home):
     p = _touch_model(home)
     (home / "config.toml").write_text('default_model = "20b"\n')
-    assert registry.resolve_model(None) == p
+    assert model_names.resolve_model(None) == p
     (home / "config.toml").write_text(f'default_model = "{p}"\n')
-    assert registry.resolve_model(None) == p
+    assert model_names.resolve_model(None) == p
 
 
 def test_none_without_default_asks_for_model(home, monkeypatch):
-    monkeypatch.setattr(registry, "builtin_default_model", lambda: None)  # a copy without the demo
+    monkeypatch.setattr(model_names, "builtin_default_model", lambda: None)  # a copy without the demo
     with pytest.raises(ModelFileError, match="no model given: pass -m/--model"):
-        registry.resolve_model(None)
+        model_names.resolve_model(None)
     with pytest.raises(ModelFileError, match="demo model is not installed"):
-        registry.resolve_model("demo")
-    monkeypatch.setattr(registry, "builtin_default_model", lambda: Path("/demo.gguf"))
-    assert registry.resolve_model(None) == Path("/demo.gguf")
-    assert registry.resolve_model("gptoss-demo") == Path("/demo.gguf")
+        model_names.resolve_model("demo")
+    monkeypatch.setattr(model_names, "builtin_default_model", lambda: Path("/demo.gguf"))
+    assert model_names.resolve_model(None) == Path("/demo.gguf")
+    assert model_names.resolve_model("gptoss-demo") == Path("/demo.gguf")
 
 
 def test_run_defaults_from_config(home):
-    assert registry.run_defaults() == {}
+    assert user_config.run_defaults() == {}
     (home / "config.toml").write_text(
         "default_model = \"20b\"\n[run]\nthreads = 4\nctx-size = 8192\ntemperature = 1\n"
         'reasoning_effort = "high"\nseed = 7\nshow_reasoning = true\n'
     )
-    d = registry.run_defaults()
+    d = user_config.run_defaults()
     assert d == {"threads": 4, "ctx_size": 8192, "temperature": 1.0, "reasoning_effort": "high", "seed": 7,
                  "show_reasoning": True}
     assert isinstance(d["temperature"], float)
@@ -140,39 +141,112 @@ def test_run_defaults_from_config(home):
         ("[run]\ntemperature = \"hot\"\n", "'run.temperature' must be a number"),
         ("offline = 1\n", "'offline' must be true or false"),
         ("default_model = \n", "not valid TOML"),
+        ("run = 3\n", "'run' must be a table"),
+        ("[run]\nprompt_cache = \"no\"\n", "'run.prompt_cache' must be true or false"),
     ],
 )
 def test_bad_config_is_one_clear_error(home, text, match):
     (home / "config.toml").write_text(text)
-    with pytest.raises(registry.ConfigError, match=match):
-        registry.run_defaults()
+    with pytest.raises(ConfigError, match=match):
+        user_config.run_defaults()
+
+
+def test_prompt_cache_in_run_table(home):
+    # the README documents `prompt_cache = false` under [run]
+    (home / "config.toml").write_text("[run]\nprompt_cache = false\n")
+    assert user_config.run_defaults() == {"prompt_cache": False}
+    (home / "config.toml").write_text("[run]\nprompt-cache = true\n")
+    assert user_config.run_defaults() == {"prompt_cache": True}
+
+
+def test_check_run_table_reads_one_mapping(tmp_path):
+    where = tmp_path / "c.toml"
+    assert user_config.check_run_table({"a-b": 2}, where, {"a_b": (int, float)}) == {"a_b": 2.0}
+    with pytest.raises(ConfigError, match="unknown run option 'threads'.*known: a_b"):
+        user_config.check_run_table({"threads": 2}, where, {"a_b": int})
+
+
+@pytest.mark.parametrize(
+    "data, match",
+    [
+        (b"default_model = \"caf\xe9\"\n", "is not UTF-8 text"),
+        (b"\xff\xfe[\x00r\x00", "is not UTF-8 text"),
+        (b"\x00\x01\x02", "not valid TOML"),
+    ],
+)
+def test_config_not_utf8_or_not_toml_is_a_config_error(home, data, match):
+    (home / "config.toml").write_bytes(data)
+    with pytest.raises(ConfigError, match=match):
+        user_config.load_user_config()
+
+
+def test_cli_config_not_utf8_is_one_line(home):
+    (home / "config.toml").write_bytes(b"models_dir = \"\xff\"\n")
+    r = _cli(home, "models")
+    assert r.returncode == 1 and "Traceback" not in r.stderr
+    assert r.stderr.count("\n") == 1 and "not UTF-8" in r.stderr
 
 
 def test_bad_models_toml(home, tmp_path, monkeypatch):
     t = tmp_path / "m.toml"
     monkeypatch.setenv("GPTOSS_MODELS_TOML", str(t))
     t.write_text('[models.a]\nsource = "http://x/a.gguf"\nsha256 = "abc"\n')
-    with pytest.raises(registry.ConfigError, match="64 hex"):
-        registry.load_models()
+    with pytest.raises(ConfigError, match="64 hex"):
+        catalogue.load_models()
     t.write_text('[models.a]\nsource = "http://x/a.gguf"\naliases = ["b"]\n[models.b]\nsource = "http://x/b.gguf"\n')
-    with pytest.raises(registry.ConfigError, match="used by both"):
-        registry.load_models()
+    with pytest.raises(ConfigError, match="used by both"):
+        catalogue.load_models()
     t.write_text('[models.a]\naliases = ["b"]\n')
-    with pytest.raises(registry.ConfigError, match="needs a 'source'"):
-        registry.load_models()
-    assert issubclass(registry.ConfigError, GptossError)
+    with pytest.raises(ConfigError, match="needs a 'source'"):
+        catalogue.load_models()
+    assert issubclass(ConfigError, GptossError)
 
 
 def test_list_models_reports_presence_digest_and_extra_files(home):
     p = _touch_model(home, data=b"GGUF1234")
     (p.parent / (p.name + ".sha256")).write_text("ab" * 32 + f"  {p.name}\n")
     _touch_model(home, "my-finetune.gguf", b"GGUF")
-    items = {m["name"]: m for m in registry.list_models()}
+    items = {m["name"]: m for m in models_list.list_models()}
     m = items["gpt-oss-20b"]
     assert m["present"] and m["path"] == str(p) and m["size"] == 8 and m["sha256"] == "ab" * 32
     assert m["aliases"] == ["20b", "gpt-oss:20b"]
     assert not items["gpt-oss-120b"]["present"] and items["gpt-oss-120b"]["size"] is None
     assert items["my-finetune"]["known"] is False and items["my-finetune"]["present"]
+
+
+def test_listed_local_files_resolve(home):
+    """A file pulled by URL is listed under a name that run -m accepts."""
+    p = _touch_model(home, "my-finetune.gguf")
+    clash = _touch_model(home, "20b.gguf")  # its stem is an alias of gpt-oss-20b
+    names = {m["name"]: m for m in models_list.list_models() if not m["known"]}
+    assert set(names) == {"my-finetune", "20b.gguf"}
+    for name, m in names.items():
+        assert model_names.resolve_model(name) == Path(m["path"])
+    assert model_names.resolve_model("my-finetune.gguf") == p
+    assert model_names.resolve_model("20b.gguf") == clash
+    with pytest.raises(ModelFileError, match="not downloaded"):
+        model_names.resolve_model("20b")  # the catalogue name still wins
+    with pytest.raises(ModelFileError, match="unknown model 'other'"):
+        model_names.resolve_model("other")
+
+
+@pytest.mark.parametrize(
+    "n, text", [(0, "0 B"), (999, "999 B"), (23_456_789, "23.5 MB"), (999_949_999, "999.9 MB"),
+                (12_800_000_000, "12.8 GB"), (3_000_000_000_000, "3.0 TB")],
+)
+def test_format_bytes_units(n, text):
+    from gptoss_cli.byte_sizes import format_bytes
+
+    assert format_bytes(n) == text
+
+
+def test_registry_still_exports_every_name():
+    """registry.py only re-exports, for the callers still being moved."""
+    for name in registry.__all__:
+        assert getattr(registry, name) is not None
+    assert registry.resolve_model is model_names.resolve_model
+    assert registry.run_defaults is user_config.run_defaults
+    assert registry.ConfigError is ConfigError
 
 
 def _cli(home: Path, *args: str) -> subprocess.CompletedProcess:
@@ -190,6 +264,7 @@ def test_cli_models_table_and_json(home):
     assert lines[0].split() == ["NAME", "ALIASES", "SIZE", "STATUS", "PATH"]
     row20 = next(line for line in lines if line.startswith("gpt-oss-20b"))
     assert "downloaded" in row20 and str(p) in row20
+    assert row20.split()[3:5] == ["4", "B"]  # a 4-byte file is not "0.0 GB"
     row120 = next(line for line in lines if line.startswith("gpt-oss-120b"))
     assert "~60 GB" in row120 and "downloaded" not in row120
     assert f"models directory: {home / 'models'}" in r.stdout
@@ -208,7 +283,7 @@ def test_cli_bad_config_is_one_line(home):
 
 def test_modules_stay_light():
     code = (
-        "import sys, gptoss_cli.registry, gptoss_cli.pull;"
+        "import sys, gptoss_cli.registry, gptoss_cli.pull, gptoss_cli.models_list;"
         "bad = [m for m in ('numpy', 'numba', 'tiktoken') if m in sys.modules];"
         "assert not bad, bad"
     )
