@@ -4,6 +4,7 @@ from one gets exactly the tokens and logits it would have computed."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from gptoss_cli import prompt_cache as pcache
 from gptoss_cli.generate import open_model
@@ -24,19 +25,142 @@ def test_save_load_round_trip_and_mismatches(tmp_path):
     layers = _layers()
     assert pc.save(tokens, layers)
     back = pc.load(tokens)
-    assert back is not None and all(np.array_equal(a, b) and np.array_equal(c, d) for (a, c), (b, d) in zip(back, layers))
+    assert back is not None and len(back) == len(layers)
+    for (k, v), (bk, bv) in zip(layers, back):  # bit for bit
+        assert bk.dtype == k.dtype and bk.shape == k.shape and bk.tobytes() == k.tobytes()
+        assert bv.dtype == v.dtype and bv.shape == v.shape and bv.tobytes() == v.tobytes()
     assert pc.load([5, 6]) is None  # another prefix
     assert PromptCache(tmp_path / "c", "model-b").load(tokens) is None  # another model
-    assert not [p for p in (tmp_path / "c").iterdir() if p.name.endswith(".tmp")]  # no temporary left behind
+    assert [p.name for p in (tmp_path / "c").iterdir()] == [pc._path(tokens).name]  # no temporary left behind
 
 
-def test_damaged_entry_is_ignored_and_removed(tmp_path):
+TOKENS = [1, 2, 3]
+
+
+def _write_entry(pc: PromptCache, arrays_of, *, digest: bytes | None = None, drop=(), **extra):
+    """An entry as save writes it, with its digest recomputed over `arrays_of` (layers) unless given, and
+    members dropped or replaced: a damaged file that is still well formed."""
+    tokens = np.asarray(TOKENS, dtype=np.int64)
+    arrays = {
+        "format": np.asarray(pcache.FORMAT),
+        "key": np.asarray(pc.key),
+        "tokens": tokens,
+        "layers": np.asarray(len(arrays_of)),
+        "digest": np.frombuffer(digest or pcache._digest(pc.key, tokens, arrays_of), dtype=np.uint8),
+    }
+    for i, (k, v) in enumerate(arrays_of):
+        arrays[f"k{i}"], arrays[f"v{i}"] = k, v
+    arrays.update(extra)
+    for name in drop:
+        del arrays[name]
+    pc.dir.mkdir(parents=True, exist_ok=True)
+    with open(pc._path(TOKENS), "wb") as f:
+        np.savez(f, **arrays)
+
+
+def _flip_byte_in_k0(path):
+    """Flip one byte in the middle of layer 0's keys in the file itself."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        info = z.getinfo("k0.npy")
+    data = bytearray(path.read_bytes())
+    name_len, extra_len = int.from_bytes(data[info.header_offset + 26: info.header_offset + 28], "little"), \
+        int.from_bytes(data[info.header_offset + 28: info.header_offset + 30], "little")
+    start = info.header_offset + 30 + name_len + extra_len
+    data[start + info.compress_size - 8] ^= 0x40  # in the array's data, past the .npy header
+    path.write_bytes(bytes(data))
+
+
+def _nan_layers():
+    layers = _layers()
+    layers[1][0][0, 1, 2] = np.nan
+    return layers
+
+
+def _damages():
+    """name -> how to damage a good entry of _layers() at TOKENS."""
+    good = _layers()
+    k0, v0 = good[0]
+    return {
+        "header": lambda pc, path: path.write_bytes(b"\0" * 8 + path.read_bytes()[8:]),
+        "truncated": lambda pc, path: path.write_bytes(path.read_bytes()[: path.stat().st_size // 2]),
+        "empty": lambda pc, path: path.write_bytes(b""),
+        "flipped byte": lambda pc, path: _flip_byte_in_k0(path),
+        "changed value, old digest": lambda pc, path: _write_entry(
+            pc, [(k0 + np.float32(1e-3), v0), good[1]], digest=pcache._digest(pc.key, np.asarray(TOKENS), good)),
+        "wrong digest": lambda pc, path: _write_entry(pc, good, digest=b"\x01" * 32),
+        "digest missing a byte": lambda pc, path: _write_entry(pc, good, digest=b"\x01" * 31),
+        "NaN, digest recomputed": lambda pc, path: _write_entry(pc, _nan_layers()),
+        "infinity, digest recomputed": lambda pc, path: _write_entry(
+            pc, [(np.full_like(k0, np.inf), v0), good[1]]),
+        "k and v of other shapes": lambda pc, path: _write_entry(pc, [(k0, v0[:, :2]), good[1]]),
+        "no rows": lambda pc, path: _write_entry(pc, [(k0[:, :0], v0[:, :0]), good[1]]),
+        "two dimensions": lambda pc, path: _write_entry(pc, [(k0[0], v0[0]), good[1]]),
+        "v of other heads": lambda pc, path: _write_entry(pc, [good[0], (k0, v0[:1])]),
+        "float64": lambda pc, path: _write_entry(pc, [(k0.astype(np.float64), v0.astype(np.float64)), good[1]]),
+        "no layers": lambda pc, path: _write_entry(pc, []),
+        "a layer missing": lambda pc, path: _write_entry(pc, good, drop=("v1",)),
+        "digest missing": lambda pc, path: _write_entry(pc, good, drop=("digest",)),
+        "format missing": lambda pc, path: _write_entry(pc, good, drop=("format",)),
+        "an extra array": lambda pc, path: _write_entry(pc, good, extra=np.zeros(3)),
+        "layer count huge": lambda pc, path: _write_entry(pc, good, layers=np.asarray(10**9)),
+        "another key inside": lambda pc, path: _write_entry(pc, good, key=np.asarray("other-model")),
+        "other tokens inside": lambda pc, path: _write_entry(pc, good, tokens=np.asarray([1, 2, 4], np.int64)),
+        "tokens of another dtype": lambda pc, path: _write_entry(pc, good, tokens=np.asarray(TOKENS, np.int32)),
+    }
+
+
+@pytest.mark.parametrize("damage", list(_damages()))
+def test_damaged_entry_is_rejected_removed_and_rebuilt(tmp_path, damage):
+    notes: list[str] = []
+    pc = PromptCache(tmp_path, "m", notice=notes.append)
+    assert pc.save(TOKENS, _layers())
+    path = pc._path(TOKENS)
+    _damages()[damage](pc, path)
+    assert pc.load(TOKENS) is None
+    assert not path.exists() and not pc.has(TOKENS)  # removed, so the next save writes it again
+    assert len(notes) == 1 and str(path) in notes[0] and "damaged" in notes[0] and "recomputing" in notes[0]
+    assert pc.load(TOKENS) is None and len(notes) == 1  # told once
+    assert pc.save(TOKENS, _layers())
+    back = pc.load(TOKENS)
+    assert back is not None and all(a.tobytes() == b.tobytes() for ab, cd in zip(back, _layers())
+                                    for a, b in zip(ab, cd))
+    assert len(notes) == 1
+
+
+def test_entry_of_the_previous_format_is_stale(tmp_path):
+    """What the previous version wrote (format 1, no digest) is replaced quietly, not trusted."""
+    notes: list[str] = []
+    pc = PromptCache(tmp_path, "m", notice=notes.append)
+    layers = _layers()
+    arrays = {"format": np.asarray(1), "key": np.asarray("m"), "tokens": np.asarray(TOKENS, np.int64),
+              "layers": np.asarray(2)}
+    for i, (k, v) in enumerate(layers):
+        arrays[f"k{i}"], arrays[f"v{i}"] = k, v
+    with open(pc._path(TOKENS), "wb") as f:
+        np.savez(f, **arrays)
+    assert pc.load(TOKENS) is None and not pc.has(TOKENS) and notes == []
+    assert pc.save(TOKENS, layers) and pc.load(TOKENS) is not None
+
+
+def test_what_load_would_refuse_is_not_saved(tmp_path):
     pc = PromptCache(tmp_path, "m")
-    pc.save([1, 2], _layers())
-    (entry,) = tmp_path.glob("*.npz")
-    entry.write_bytes(entry.read_bytes()[:100])
-    assert pc.load([1, 2]) is None
-    assert not entry.exists()
+    k0, v0 = _layers()[0]
+    assert not pc.save(TOKENS, _nan_layers())
+    assert not pc.save(TOKENS, [(k0.astype(np.float16), v0.astype(np.float16))])
+    assert not pc.save(TOKENS, [(k0[:, :0], v0[:, :0])])  # no rows
+    assert not pc.save(TOKENS, [(k0, v0[:, :, :2])])  # k and v differ
+    assert not pc.save(TOKENS, [])
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_discard(tmp_path):
+    pc = PromptCache(tmp_path, "m")
+    pc.save(TOKENS, _layers())
+    pc.discard(TOKENS)
+    assert not pc.has(TOKENS)
+    pc.discard(TOKENS)  # nothing there: no error
 
 
 def test_limits(tmp_path, monkeypatch):
@@ -91,6 +215,40 @@ def test_a_new_process_starts_from_the_snapshot(harmony_encoding, tiny_harmony_g
     assert next(iter(g3)).cached_tokens == system_end  # the shared system message
     assert g3.run().tokens == plain.generate(other, greedy, max_tokens=12).run().tokens
     for lm in (lm0, lm1, lm2, lm3):
+        lm.close()
+
+
+def test_a_damaged_snapshot_is_not_restored(harmony_encoding, tiny_harmony_gguf, tmp_path):
+    """NaN in a well-formed entry whose digest was recomputed: the next process recomputes those
+    tokens (starting from the shorter snapshot) and gives the tokens of a run without any cache."""
+    from gptoss_cli.prompt import build_conversation
+
+    greedy = SamplingParams(temperature=0)
+    lm0 = open_model(tiny_harmony_gguf, threads=1, context=512, prompt_cache=False)
+    plain = lm0.generator()
+    prompt = plain.render(build_conversation("Hello there"))
+    want = plain.generate(prompt, greedy, max_tokens=8).run().tokens
+    lm1 = open_model(tiny_harmony_gguf, threads=1, context=512, prompt_cache=tmp_path)
+    lm1.generator().generate(prompt, greedy, max_tokens=8).run()
+    pc = lm1.prompt_cache
+    layers = pc.load(prompt[:-1])
+    layers[0][0][0, -1, 0] = np.nan
+    tokens = np.asarray(prompt[:-1], dtype=np.int64)
+    arrays = {"format": np.asarray(pcache.FORMAT), "key": np.asarray(pc.key), "tokens": tokens,
+              "layers": np.asarray(len(layers)),
+              "digest": np.frombuffer(pcache._digest(pc.key, tokens, layers), dtype=np.uint8)}
+    for i, (k, v) in enumerate(layers):
+        arrays[f"k{i}"], arrays[f"v{i}"] = k, v
+    with open(pc._path(prompt[:-1]), "wb") as f:
+        np.savez(f, **arrays)
+
+    lm2 = open_model(tiny_harmony_gguf, threads=1, context=512, prompt_cache=tmp_path)
+    gen = lm2.generator()
+    g = gen.generate(prompt, greedy, max_tokens=8)
+    assert next(iter(g)).cached_tokens == save_points(prompt, gen.tokenizer.token_id("<|end|>"))[0]
+    assert g.run().tokens == want
+    assert pc.load(prompt[:-1]) is not None  # saved again, good this time
+    for lm in (lm0, lm1, lm2):
         lm.close()
 
 
