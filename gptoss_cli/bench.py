@@ -22,7 +22,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from .errors import GptossError, InputError
+from .errors import GptossError, InputError, OptionError
 
 
 @dataclass
@@ -56,11 +56,11 @@ def _mean_sd(values: list[float]) -> tuple[float, float]:
 
 def validate_options(pp: int, tg: int, reps: int, ctx_depth: int) -> None:
     if pp < 0 or tg < 0 or pp + tg == 0:
-        raise InputError("--pp and --tg must be >= 0 and not both 0")
+        raise OptionError("--pp and --tg must be >= 0 and not both 0")
     if reps < 1:
-        raise InputError(f"--reps must be >= 1, got {reps}")
+        raise OptionError(f"--reps must be >= 1, got {reps}")
     if ctx_depth < 0:
-        raise InputError(f"--ctx-depth must be >= 0, got {ctx_depth}")
+        raise OptionError(f"--ctx-depth must be >= 0, got {ctx_depth}")
 
 
 def bench_gptoss(
@@ -69,7 +69,7 @@ def bench_gptoss(
     """Time gptoss on `path` (loads the model in this process)."""
     import numpy as np
 
-    from .api import load_model
+    from .loader import load_model
 
     validate_options(pp, tg, reps, ctx_depth)
     t0 = time.perf_counter()
@@ -84,23 +84,24 @@ def bench_gptoss(
     page_in_s = time.perf_counter() - t0
     # Warm up like llama-bench: one untimed prompt and one generated token, so the
     # kernels are compiled (or loaded from the cache) and the weights are in memory.
-    model.feed(rng.integers(0, vocab, max(pp, 2)))
-    model.feed(rng.integers(0, vocab, 1))
+    cache = model.new_cache()
+    model.forward(rng.integers(0, vocab, max(pp, 2)), cache)
+    model.forward(rng.integers(0, vocab, 1), cache)
     pp_rates, tg_rates = [], []
     for _ in range(reps):
-        model.reset()
+        cache.reset()
         if ctx_depth:
-            model.feed(rng.integers(0, vocab, ctx_depth))
+            model.forward(rng.integers(0, vocab, ctx_depth), cache)
         if pp:
             ids = rng.integers(0, vocab, pp)
             t = time.perf_counter()
-            model.feed(ids)
+            model.forward(ids, cache)
             pp_rates.append(pp / (time.perf_counter() - t))
         if tg:
             ids = rng.integers(0, vocab, tg)
             t = time.perf_counter()
             for tok in ids:
-                model.feed(tok[None])
+                model.forward(tok[None], cache)
             tg_rates.append(tg / (time.perf_counter() - t))
     pp_m, pp_sd = _mean_sd(pp_rates)
     tg_m, tg_sd = _mean_sd(tg_rates)
@@ -221,7 +222,7 @@ def synthetic_model_path(shape: str, layers: int | None, cache_dir: Path) -> Pat
 
 
 def default_threads_for_bench(threads: int | None) -> int:
-    from .api import default_threads
+    from .loader import default_threads
 
     return threads if threads else default_threads()
 
@@ -249,15 +250,15 @@ def bench_command(
     """Everything behind `gptoss bench`: pick the file, time the engines, print one table/object."""
     validate_options(pp, tg, reps, ctx_depth)
     if rounds < 1:
-        raise InputError(f"--rounds must be >= 1, got {rounds}")
+        raise OptionError(f"--rounds must be >= 1, got {rounds}")
     if fmt not in ("md", "json", "csv"):
-        raise InputError(f"unknown output format {fmt!r} (md, json, csv)")
+        raise OptionError(f"unknown output format {fmt!r} (md, json, csv)")
     if synthetic and model:
-        raise InputError("give either -m/--model or --synthetic, not both")
+        raise OptionError("give either -m/--model or --synthetic, not both")
     if layers is not None and not synthetic:
-        raise InputError("--layers only applies to --synthetic models")
+        raise OptionError("--layers only applies to --synthetic models")
     if layers is not None and layers < 1:
-        raise InputError(f"--layers must be >= 1, got {layers}")
+        raise OptionError(f"--layers must be >= 1, got {layers}")
     if synthetic:
         from .registry import app_dir
 

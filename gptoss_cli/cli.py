@@ -19,6 +19,7 @@ import typer
 
 from . import __version__
 from .errors import GptossError
+from .options import cli_options, help_text, option
 
 app = typer.Typer(
     name="gptoss",
@@ -26,6 +27,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain Click help: full flag names, no type placeholders, the terminal's width
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 
@@ -34,6 +36,7 @@ harmony_app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 app.add_typer(harmony_app, name="harmony")
 
@@ -56,7 +59,9 @@ class ParseRole(str, Enum):
     tool = "tool"
 
 
-ModelOption = typer.Option(..., "--model", "-m", help="Path to a gpt-oss GGUF file.", show_default=False)
+# -m for the commands outside the Settings flow: the same flags and meaning as run's (options.py)
+ModelOption = typer.Option(None, *option("model").flags, help=option("model").help, show_default=False)
+ThreadsOption = typer.Option(None, *option("threads").flags, help=help_text("threads", "run"), show_default=False)
 
 
 def _version_callback(value: bool) -> None:
@@ -77,7 +82,7 @@ def _root(
 @app.command("tokenize")
 def tokenize_cmd(
     text: Optional[str] = typer.Argument(None, help="Text to tokenize; '-' or nothing reads standard input."),
-    model: str = ModelOption,
+    model: Optional[str] = ModelOption,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON array of ids."),
     jsonl: bool = typer.Option(
         False, "--jsonl", help="Read one JSON string per stdin line; print one JSON array per line."
@@ -95,7 +100,7 @@ def tokenize_cmd(
 @harmony_app.command("render")
 def harmony_render_cmd(
     conversation: str = typer.Argument(..., help="openai-harmony conversation JSON file ('-' for stdin)."),
-    model: str = ModelOption,
+    model: Optional[str] = ModelOption,
     as_json: bool = typer.Option(False, "--json", help="Print the token ids as a JSON array (the default)."),
     as_text: bool = typer.Option(False, "--text", help="Print the prompt text with special tokens spelled out."),
     role: RenderRole = typer.Option(
@@ -122,7 +127,7 @@ def harmony_render_cmd(
 @harmony_app.command("parse")
 def harmony_parse_cmd(
     tokens: str = typer.Argument(..., help="JSON array of completion token ids ('-' for stdin)."),
-    model: str = ModelOption,
+    model: Optional[str] = ModelOption,
     as_json: bool = typer.Option(False, "--json", help="Print the messages as openai-harmony JSON."),
     role: ParseRole = typer.Option(
         ParseRole.auto,
@@ -166,142 +171,55 @@ def pull_cmd(
         raise typer.Exit(code)
 
 
-class Effort(str, Enum):
-    low = "low"
-    medium = "medium"
-    high = "high"
-
-
-# Options shared by `run` and `chat`.
-RunModelOption = typer.Option(
-    None, "--model", "-m", help="GGUF path, or a model name or alias (see: gptoss models).", show_default=False
-)
-SystemOption = typer.Option(None, "--system", help="Developer instructions (the developer message).")
-EffortOption = typer.Option(
-    None, "--reasoning-effort", "-r", help="How much the model reasons before answering. (default: medium)",
-    case_sensitive=False,
-)
-MaxTokensOption = typer.Option(None, "--max-tokens", "-n", help="Stop after this many tokens. (default: no limit)")
-CtxSizeOption = typer.Option(None, "--ctx-size", "-c", help="Context size in tokens. (default: the model's)")
-ThreadsOption = typer.Option(None, "--threads", "-t", help="CPU threads. (default: all available)")
-TemperatureOption = typer.Option(None, "--temperature", help="Sampling temperature; 0 is greedy. (default: 1.0)")
-TopPOption = typer.Option(None, "--top-p", help="Nucleus sampling mass. (default: 1.0)")
-TopKOption = typer.Option(None, "--top-k", help="Keep the k most likely tokens; 0 is off. (default: 0)")
-MinPOption = typer.Option(None, "--min-p", help="Drop tokens below this share of the top one. (default: 0)")
-RepeatPenaltyOption = typer.Option(None, "--repeat-penalty", help="Penalty for recent tokens; 1 is off. (default: 1.0)")
-SeedOption = typer.Option(None, "--seed", help="Random seed: the same seed gives the same output.")
-ToolsOption = typer.Option(None, "--tools", help="JSON file of function tools (OpenAI tools format).")
-PromptCacheOption = typer.Option(
-    None, "--prompt-cache/--no-prompt-cache",
-    help="Reuse saved prompt prefixes (the system message, a repeated prompt) from the cache directory. (default: on)",
-    show_default=False,
-)
-
-
 @app.command("run")
+@cli_options("run")
 def run_cmd(
     prompt: Optional[str] = typer.Argument(
-        None, help="The prompt. Piped standard input is appended after it.", show_default=False
+        None, help="The prompt. Piped standard input is appended after it.", show_default=False, metavar="PROMPT"
     ),
-    model: Optional[str] = RunModelOption,
-    file: Optional[str] = typer.Option(None, "--file", "-f", help="Read the prompt (after PROMPT) from a file; '-' for stdin."),
-    system: Optional[str] = SystemOption,
-    reasoning_effort: Optional[Effort] = EffortOption,
-    max_tokens: Optional[int] = MaxTokensOption,
-    ctx_size: Optional[int] = CtxSizeOption,
-    threads: Optional[int] = ThreadsOption,
-    temperature: Optional[float] = TemperatureOption,
-    top_p: Optional[float] = TopPOption,
-    top_k: Optional[int] = TopKOption,
-    min_p: Optional[float] = MinPOption,
-    repeat_penalty: Optional[float] = RepeatPenaltyOption,
-    seed: Optional[int] = SeedOption,
-    show_reasoning: Optional[bool] = typer.Option(
-        None, "--show-reasoning/--hide-reasoning", help="Stream the reasoning (analysis channel) to stderr.", show_default=False
-    ),
-    raw: bool = typer.Option(False, "--raw", help="Print the prompt and completion as raw Harmony text."),
-    as_json: bool = typer.Option(False, "--json", help="Print one JSON object at the end."),
-    jsonl: bool = typer.Option(False, "--jsonl", help="Stream one JSON event per line."),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Print load time and speeds to stderr."),
-    tools: Optional[str] = ToolsOption,
-    prompt_cache: Optional[bool] = PromptCacheOption,
+    opts=None,
 ) -> None:
     """Answer one prompt and exit: the final answer streams to stdout.
 
     Examples: gptoss run -m 20b "Why is the sky blue?"; cat notes.txt | gptoss run "Summarize:" --json.
     With --tools, a function call ends the run and is printed as `tool call: functions.NAME {arguments}`.
     Ctrl-C stops generation, keeps what was printed, and exits with 130.
-    Defaults for these options can be set under \\[run] in config.toml in the app directory ($GPTOSS_HOME).
+    Defaults for these options can be set under [run] in config.toml in the app directory ($GPTOSS_HOME).
     """
-    from .run import RunOptions, run
+    from .run import run
 
-    code = run(
-        RunOptions(
-            prompt=prompt, file=file, model=model, system=system,
-            reasoning_effort=None if reasoning_effort is None else reasoning_effort.value,
-            max_tokens=max_tokens, ctx_size=ctx_size, threads=threads, temperature=temperature, top_p=top_p,
-            top_k=top_k, min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, show_reasoning=show_reasoning,
-            raw=raw, json=as_json, jsonl=jsonl, verbose=verbose, tools=tools, prompt_cache=prompt_cache,
-        )
-    )
+    code = run(opts, prompt)
     if code:
         raise typer.Exit(code)
 
 
 @app.command("chat")
-def chat_cmd(
-    model: Optional[str] = RunModelOption,
-    system: Optional[str] = SystemOption,
-    reasoning_effort: Optional[Effort] = EffortOption,
-    max_tokens: Optional[int] = typer.Option(None, "--max-tokens", "-n", help="Stop each reply after this many tokens. (default: no limit)"),
-    ctx_size: Optional[int] = CtxSizeOption,
-    threads: Optional[int] = ThreadsOption,
-    temperature: Optional[float] = TemperatureOption,
-    top_p: Optional[float] = TopPOption,
-    top_k: Optional[int] = TopKOption,
-    min_p: Optional[float] = MinPOption,
-    repeat_penalty: Optional[float] = RepeatPenaltyOption,
-    seed: Optional[int] = SeedOption,
-    show_reasoning: Optional[bool] = typer.Option(
-        None, "--show-reasoning/--hide-reasoning", help="Show the reasoning (analysis channel), dimmed. (default: shown)",
-        show_default=False,
-    ),
-    verbose: bool = typer.Option(False, "--verbose", "-v", help="Show the load time in the banner."),
-    tools: Optional[str] = ToolsOption,
-    prompt_cache: Optional[bool] = PromptCacheOption,
-) -> None:
+@cli_options("chat")
+def chat_cmd(opts=None) -> None:
     """Talk with the model: an interactive conversation in the terminal.
 
     Example: gptoss chat -m 20b -r high. Type /help inside for commands (/set, /save, /load, /tools, /regen ...).
     Ctrl-C stops a reply and keeps the conversation; Ctrl-D or /exit leaves.
-    Defaults for these options can be set under \\[run] in config.toml in the app directory ($GPTOSS_HOME).
+    Defaults for these options can be set under [run] in config.toml in the app directory ($GPTOSS_HOME).
     """
     from .chat import chat
-    from .run import RunOptions
 
-    code = chat(
-        RunOptions(
-            model=model, system=system, reasoning_effort=None if reasoning_effort is None else reasoning_effort.value,
-            max_tokens=max_tokens, ctx_size=ctx_size, threads=threads, temperature=temperature, top_p=top_p,
-            top_k=top_k, min_p=min_p, repeat_penalty=repeat_penalty, seed=seed, show_reasoning=show_reasoning,
-            verbose=verbose, tools=tools, prompt_cache=prompt_cache,
-        )
-    )
+    code = chat(opts)
     if code:
         raise typer.Exit(code)
 
 
 @app.command("bench")
 def bench_cmd(
-    model: Optional[str] = typer.Option(None, "--model", "-m", help="GGUF path, or a model name or alias."),
+    model: Optional[str] = ModelOption,
     synthetic: Optional[str] = typer.Option(
         None, "--synthetic", help="Benchmark a random-weight model of a real shape instead: 20b or 120b (written once, cached)."
     ),
     layers: Optional[int] = typer.Option(None, "--layers", help="With --synthetic: cut the model to this many layers."),
     pp: int = typer.Option(512, "--pp", help="Prompt tokens to process."),
     tg: int = typer.Option(128, "--tg", help="Tokens to generate."),
-    threads: Optional[int] = typer.Option(None, "--threads", "-t", help="CPU threads (default: all available)."),
-    reps: int = typer.Option(3, "--reps", "-r", help="Repetitions (mean ± sd)."),
+    threads: Optional[int] = ThreadsOption,
+    reps: int = typer.Option(3, "--reps", help="Repetitions (mean ± sd)."),
     ctx_depth: int = typer.Option(0, "--ctx-depth", help="Fill the KV cache with this many tokens first."),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     as_md: bool = typer.Option(False, "--md", help="Print a Markdown table (the default)."),
@@ -357,7 +275,7 @@ def convert_cmd(
         OutType.auto, "--outtype", help="Type of the dense 2-D weights; auto keeps the checkpoint's (BF16). "
         "MXFP4 experts are always repacked as MXFP4.", case_sensitive=False,
     ),
-    force: bool = typer.Option(False, "--force", "-f", help="Overwrite OUT if it exists."),
+    force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
 ) -> None:
     """Convert a gpt-oss safetensors checkpoint to GGUF (as llama.cpp's converter does)."""
     from .convert.convert import convert_command
@@ -373,7 +291,7 @@ def quantize_cmd(
         ..., help="q8_0, bf16, f16, f32: type of the dense 2-D weights (MXFP4 experts stay MXFP4); "
         "mxfp4: experts to MXFP4.", case_sensitive=False, show_default=False, metavar="TYPE",
     ),
-    force: bool = typer.Option(False, "--force", "-f", help="Overwrite OUT if it exists."),
+    force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
     output_type: Optional[QuantType] = typer.Option(
         None, "--output-tensor-type", case_sensitive=False, help="Type of output.weight instead of TYPE.",
     ),

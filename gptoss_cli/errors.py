@@ -25,7 +25,16 @@ class InputError(GptossError):
     """User input is unusable: not UTF-8, too long for the context, malformed JSON."""
 
 
-class OptionError(GptossError):
-    """A command-line option (or its config-file default) has an impossible value; exit code 2 like usage errors."""
+class OptionError(InputError):
+    """A command-line option (or its config-file default) has an impossible value; exit code 2 like usage errors.
+
+    `option` and `why` name the setting and the rule when the refusal comes from
+    below the CLI (the loader), so a command can restate it with its own flag.
+    """
 
     exit_code = 2
+
+    def __init__(self, message: str, option: str | None = None, why: str | None = None) -> None:
+        super().__init__(message)
+        self.option = option
+        self.why = why

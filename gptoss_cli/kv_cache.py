@@ -29,6 +29,11 @@ class KVCheckpoint:
 
 
 class KVCache:
+    """One sequence's keys and values for every layer; the model is handed it on each call."""
+
+    #: snapshot / load_snapshot are supported (the generation loop splits prompts at save points)
+    snapshots = True
+
     def __init__(self, cfg: ModelConfig, context: int) -> None:
         self.context = context
         self.k: list[np.ndarray] = []

@@ -1,14 +1,25 @@
-"""The gpt-oss forward pass (DESIGN.md section 2) over a KV cache.
+"""The gpt-oss forward pass (docs/design.md §2): a stateless model, the KV cache passed in.
 
-A block of tokens (a prompt chunk, or one token while decoding) runs through
-every layer at once: dense weights are multiplied with the fused
-dequantize-and-multiply kernels, and each token visits only its routed experts.
+`Transformer` holds the weights and the rope tables and nothing that changes
+while it runs; every call names the cache (gptoss_cli.kv_cache.KVCache) it
+advances. So one loaded model serves any number of conversations:
+
+    t = Transformer(cfg, weights)
+    cache = t.new_cache(context=8192)
+    last = t.forward(prompt_ids, cache)           # logits of the last token [vocab]
+    outs = t.forward_batch([(ids_a, cache_a),     # several sequences in one pass:
+                            (ids_b, cache_b)])    # a prompt beside decode steps
+
+In a batch the dense weight products and the experts run once over the tokens
+of every sequence; attention runs per sequence over its own cache and
+positions. One sequence alone follows exactly the single-sequence path.
 The model computes; it never prints.
 """
 
 from __future__ import annotations
 
 import math
+from typing import Sequence
 
 import numpy as np
 
@@ -43,57 +54,90 @@ def linear(x: np.ndarray, w: Matrix, bias: np.ndarray | None = None) -> np.ndarr
 
 
 class Transformer:
-    """Weights, rope tables and a KV cache; feed tokens, get logits."""
+    """The weights and the forward pass; the KV cache of each sequence is passed in."""
 
-    def __init__(self, cfg: ModelConfig, weights: ModelWeights, context: int) -> None:
+    def __init__(self, cfg: ModelConfig, weights: ModelWeights) -> None:
         self.cfg = cfg
         self.w = weights
-        self.context = context
-        self.cache = KVCache(cfg, context)
         self.rope = RopeTables(cfg)
         self.attn_scale = 1.0 / math.sqrt(cfg.head_dim)
 
-    @property
-    def n_past(self) -> int:
-        return self.cache.n_past
+    def new_cache(self, context: int) -> KVCache:
+        """An empty KV cache for one sequence of up to `context` tokens."""
+        return KVCache(self.cfg, context)
 
-    def reset(self) -> None:
-        self.cache.reset()
+    def forward(self, tokens: Sequence[int] | np.ndarray, cache: KVCache, all_logits: bool = False) -> np.ndarray:
+        """Append tokens to `cache`: the last token's logits [vocab], or every token's [n, vocab]."""
+        return self.forward_batch([(tokens, cache)], all_logits=all_logits)[0]
 
-    def forward(self, tokens: np.ndarray, all_logits: bool = False) -> np.ndarray:
-        """Append tokens to the cache; return logits for every token or only the last."""
-        cfg = self.cfg
+    def forward_batch(
+        self, seqs: Sequence[tuple[Sequence[int] | np.ndarray, KVCache]], all_logits: bool = False
+    ) -> list[np.ndarray]:
+        """Advance several sequences, each over its own cache, in one pass per chunk.
+
+        Returns, per sequence, the last token's logits [vocab] (or with
+        all_logits every fed token's [n, vocab]). Each sequence's tokens are
+        taken PREFILL_CHUNK at a time; a block holds the next chunk of every
+        sequence that has tokens left.
+        """
+        parts = [(self._checked(tokens, cache), cache) for tokens, cache in seqs]
+        if len({id(c) for _, c in parts}) != len(parts):
+            raise InputError("a batch holds the same cache twice")
+        outputs: list[list[np.ndarray]] = [[] for _ in parts]
+        offset = 0
+        while True:
+            live = [i for i, (t, _) in enumerate(parts) if offset < t.size]
+            if not live:
+                break
+            block = [(parts[i][0][offset : offset + PREFILL_CHUNK], parts[i][1]) for i in live]
+            hidden = self._run_block(block)
+            at = 0
+            for i, (chunk, _) in zip(live, block):
+                h = hidden[at : at + chunk.size]
+                at += chunk.size
+                if all_logits:
+                    outputs[i].append(self._logits(h))
+                elif offset + PREFILL_CHUNK >= parts[i][0].size:
+                    outputs[i].append(self._logits(h[-1:])[0])
+            offset += PREFILL_CHUNK
+        return [np.concatenate(o) if all_logits and len(o) > 1 else o[0] for o in outputs]
+
+    # ---------------------------------------------------------------- internals
+    def _checked(self, tokens: Sequence[int] | np.ndarray, cache: KVCache) -> np.ndarray:
         tokens = np.asarray(tokens, dtype=np.int64).reshape(-1)
         if tokens.size == 0:
             raise InputError("no tokens to process")
-        if tokens.min() < 0 or tokens.max() >= cfg.vocab_size:
-            raise InputError(f"token id out of range 0..{cfg.vocab_size - 1}")
-        if self.cache.n_past + tokens.size > self.context:
+        if tokens.min() < 0 or tokens.max() >= self.cfg.vocab_size:
+            raise InputError(f"token id out of range 0..{self.cfg.vocab_size - 1}")
+        if cache.n_past + tokens.size > cache.context:
             raise InputError(
-                f"context full: {self.cache.n_past} + {tokens.size} tokens exceed the context size {self.context}"
+                f"context full: {cache.n_past} + {tokens.size} tokens exceed the context size {cache.context}"
             )
-        outputs = []
-        for s in range(0, tokens.size, PREFILL_CHUNK):
-            chunk = tokens[s : s + PREFILL_CHUNK]
-            last = s + PREFILL_CHUNK >= tokens.size
-            hidden = self._run_block(chunk)
-            if all_logits:
-                outputs.append(self._logits(hidden))
-            elif last:
-                outputs.append(self._logits(hidden[-1:]))
-        return np.concatenate(outputs) if len(outputs) > 1 else outputs[0]
+        return tokens
 
-    # ---------------------------------------------------------------- internals
-    def _run_block(self, tokens: np.ndarray) -> np.ndarray:
+    def _run_block(self, block: list[tuple[np.ndarray, KVCache]]) -> np.ndarray:
+        """The hidden states after every layer of the block's tokens (sequences one after another)."""
         cfg, w = self.cfg, self.w
-        start = self.cache.n_past
+        tokens = block[0][0] if len(block) == 1 else np.concatenate([t for t, _ in block])
         e = w.token_embd
         x = dequantize(e.ggml_type, np.ascontiguousarray(e.data[tokens]), cfg.hidden)
-        cos, sin = self.rope(start, tokens.size)
+        spans = []  # (first row, rows, cache, start position) per sequence
+        tables = []
+        at = 0
+        for t, cache in block:
+            spans.append((at, t.size, cache, cache.n_past))
+            tables.append(self.rope(cache.n_past, t.size))
+            at += t.size
+        if len(tables) == 1:
+            cos, sin = tables[0]
+        else:
+            cos = np.concatenate([c for c, _ in tables])
+            sin = np.concatenate([s for _, s in tables])
         for i, layer in enumerate(w.layers):
-            x += self._attention(i, layer, x, start, cos, sin)
+            x += self._attention(i, layer, x, spans, cos, sin)
             x += self._moe(layer, x)
-        self.cache.n_past = start + tokens.size
+        for _, n, cache, start in spans:
+            cache.n_past = start + n
         return x
 
     def _norm(self, x: np.ndarray, weight: np.ndarray) -> np.ndarray:
@@ -102,7 +146,7 @@ class Transformer:
         return out
 
     def _attention(
-        self, i: int, lw: LayerWeights, x: np.ndarray, start: int, cos: np.ndarray, sin: np.ndarray
+        self, i: int, lw: LayerWeights, x: np.ndarray, spans: list, cos: np.ndarray, sin: np.ndarray
     ) -> np.ndarray:
         cfg = self.cfg
         t = x.shape[0]
@@ -112,12 +156,14 @@ class Transformer:
         v = linear(h, lw.wv, lw.bv).reshape(t, cfg.n_kv_heads, cfg.head_dim)
         apply_rope(q, cos, sin)
         apply_rope(k, cos, sin)
-        cache = self.cache
         out = np.empty_like(q)
-        attention(
-            q, k, v, cache.k[i], cache.v[i], start, cache.window[i], lw.sinks, self.attn_scale, out
-        )
-        cache.store(i, start, k, v)
+        for first, n, cache, start in spans:
+            rows = slice(first, first + n)
+            attention(
+                q[rows], k[rows], v[rows], cache.k[i], cache.v[i], start, cache.window[i],
+                lw.sinks, self.attn_scale, out[rows],
+            )
+            cache.store(i, start, k[rows], v[rows])
         return linear(out.reshape(t, cfg.q_dim), lw.wo, lw.bo)
 
     def _moe(self, lw: LayerWeights, x: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ import json
 import os
 from typing import IO, Any
 
-from .generate import (
+from .events import (
     INTERRUPTED,
     Done,
     GenerationResult,

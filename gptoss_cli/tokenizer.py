@@ -303,9 +303,4 @@ class StreamDecoder:
         return self._dec.getstate()[0]
 
 
-def load_tokenizer(path: str | os.PathLike[str]) -> Tokenizer:
-    """Tokenizer of the GGUF at `path` (ModelFileError when it has none or an unusable one)."""
-    return Tokenizer.from_gguf(path)
-
-
-__all__ = ["Tokenizer", "StreamDecoder", "load_tokenizer", "O200K_PATTERN"]
+__all__ = ["Tokenizer", "StreamDecoder", "O200K_PATTERN"]

@@ -234,28 +234,27 @@ def export_checkpoint(model, vocab: list[int], folder: Path) -> None:
 
 def greedy_accuracy(gguf_path: Path, n: int, seed: int) -> tuple[float, list[str]]:
     """Greedy `gptoss run` answers (our runtime) to n random sums: fraction correct, and the failures."""
-    from gptoss_cli.api import load_model
-    from gptoss_cli.harmony import HarmonyEncoding, Role
+    from gptoss_cli import load_model
+    from gptoss_cli.harmony import Role
     from gptoss_cli.prompt import build_conversation
-    from gptoss_cli.tokenizer import load_tokenizer
 
     m = load_model(gguf_path)
-    enc = HarmonyEncoding(load_tokenizer(gguf_path))
+    enc = m.encoding
     rng = random.Random(seed)
     stops = set(enc.stop_tokens_for_assistant_actions())
     good, bad = 0, []
     for _ in range(n):
         a, b = rng.randrange(100), rng.randrange(100)
         prompt = enc.render_conversation_for_completion(build_conversation(f"What is {a} + {b}?"), Role.ASSISTANT)
-        m.reset()
-        logits = m.feed(prompt)
+        cache = m.new_cache()
+        logits = m.forward(prompt, cache)
         out: list[int] = []
         while len(out) < 80:
             t = int(np.argmax(logits))
             out.append(t)
             if t in stops:
                 break
-            logits = m.feed([t])
+            logits = m.forward([t], cache)
         msgs = enc.parse_messages_from_completion_tokens(out, Role.ASSISTANT)
         final = [x.text for x in msgs if x.channel == "final"]
         if final and str(a + b) in final[-1] and msgs[0].channel == "analysis":

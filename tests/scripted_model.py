@@ -4,11 +4,12 @@
     model = ScriptedModel.from_text(enc, "<|channel|>final<|message|>Hi<|return|>")
     gen = Generator(model, enc)
 
-It has the interface the generation loop needs (feed / reset / n_past /
-context). After any multi-token feed (a prompt) it starts the script again;
-each single-token feed of the next scripted token moves one step on. The
-logits put all the probability on the scripted token, so any sampling settings
-reproduce the script exactly.
+It has the interface the generation loop needs (gptoss_cli.generation's
+LanguageModel: context, new_cache, forward); its cache (FakeCache) holds the
+fed tokens and where the script stands. After any multi-token forward (a
+prompt) it starts the script again; each single-token forward of the next
+scripted token moves one step on. The logits put all the probability on the
+scripted token, so any sampling settings reproduce the script exactly.
 """
 
 from __future__ import annotations
@@ -18,22 +19,16 @@ from typing import Callable, Sequence
 import numpy as np
 
 
-class ScriptedModel:
-    def __init__(self, script: Sequence[int], vocab: int, context: int = 4096, filler: int = 13):
-        self.script = list(script)
-        self.vocab = vocab
+class FakeCache:
+    """A KV cache stand-in: the tokens fed so far and the script position; no snapshots."""
+
+    snapshots = False
+
+    def __init__(self, context: int, on_reset: Callable[[], None] | None = None):
         self.context = context
-        self.filler = filler
         self.fed: list[int] = []
         self.pos = 0
-        self.feeds: list[list[int]] = []  # every feed call's ids
-        self.resets = 0
-        self.on_feed: Callable[[int], None] | None = None  # called with the feed number (tests raise from it)
-
-    @classmethod
-    def from_text(cls, encoding, completion: str, **kw) -> "ScriptedModel":
-        ids = encoding.tokenizer.encode(completion, allow_special=True)
-        return cls(ids, encoding.tokenizer.vocab_size, **kw)
+        self._on_reset = on_reset
 
     @property
     def n_past(self) -> int:
@@ -42,21 +37,58 @@ class ScriptedModel:
     def reset(self) -> None:
         self.fed = []
         self.pos = 0
+        if self._on_reset is not None:
+            self._on_reset()
+
+    def checkpoint(self):
+        return (list(self.fed), self.pos)
+
+    def rollback(self, cp) -> None:
+        self.fed, self.pos = list(cp[0]), cp[1]
+
+    def snapshot(self, max_bytes=None):
+        return None
+
+    def load_snapshot(self, n_past, layers) -> None:
+        raise ValueError("a fake cache keeps no snapshots")
+
+
+class ScriptedModel:
+    def __init__(self, script: Sequence[int], vocab: int, context: int = 4096, filler: int = 13):
+        self.script = list(script)
+        self.vocab = vocab
+        self.context = context
+        self.filler = filler
+        self.feeds: list[list[int]] = []  # every forward call's ids
+        self.resets = 0
+        self.on_feed: Callable[[int], None] | None = None  # called with the feed number (tests raise from it)
+        self.cache: FakeCache | None = None  # the last cache made
+
+    def new_cache(self, context: int | None = None) -> FakeCache:
+        self.cache = FakeCache(self.context if context is None else context, self._count_reset)
+        return self.cache
+
+    def _count_reset(self) -> None:
         self.resets += 1
 
-    def feed(self, ids, all_logits: bool = False):
+    @classmethod
+    def from_text(cls, encoding, completion: str, **kw) -> "ScriptedModel":
+        ids = encoding.tokenizer.encode(completion, allow_special=True)
+        return cls(ids, encoding.tokenizer.vocab_size, **kw)
+
+    def forward(self, ids, cache: FakeCache, all_logits: bool = False):
         ids = [int(t) for t in ids]
         if self.on_feed is not None:
             self.on_feed(len(self.feeds))
-        if len(self.fed) + len(ids) > self.context:
+        if cache.n_past + len(ids) > cache.context:
             raise AssertionError("fed past the context")
         self.feeds.append(ids)
-        self.fed.extend(ids)
-        if len(ids) == 1 and self.pos < len(self.script) and ids[0] == self.script[self.pos]:
-            self.pos += 1
+        cache.fed.extend(ids)
+        if len(ids) == 1 and cache.pos < len(self.script) and ids[0] == self.script[cache.pos]:
+            cache.pos += 1
         else:
-            self.pos = 0
-        nxt = self.script[self.pos] if self.pos < len(self.script) else self.filler
+            cache.pos = 0
+        nxt = self.script[cache.pos] if cache.pos < len(self.script) else self.filler
         logits = np.full(self.vocab, -1e9, dtype=np.float32)
         logits[nxt] = 0.0
         return logits
@@ -68,19 +100,14 @@ class RandomLogitsModel:
     def __init__(self, vocab: int, context: int = 4096, allowed: Sequence[int] | None = None):
         self.vocab = vocab
         self.context = context
-        self.fed: list[int] = []
         self.allowed = np.asarray(allowed if allowed is not None else np.arange(vocab))
 
-    @property
-    def n_past(self) -> int:
-        return len(self.fed)
+    def new_cache(self, context: int | None = None) -> FakeCache:
+        return FakeCache(self.context if context is None else context)
 
-    def reset(self) -> None:
-        self.fed = []
-
-    def feed(self, ids, all_logits: bool = False):
-        self.fed.extend(int(t) for t in ids)
-        rng = np.random.default_rng(len(self.fed))
+    def forward(self, ids, cache: FakeCache, all_logits: bool = False):
+        cache.fed.extend(int(t) for t in ids)
+        rng = np.random.default_rng(cache.n_past)
         logits = np.full(self.vocab, -1e9, dtype=np.float32)
         logits[self.allowed] = rng.normal(0, 1.0, self.allowed.size).astype(np.float32)
         return logits

@@ -12,7 +12,8 @@ from scripted_model import ScriptedModel
 from gptoss_cli.chat.commands import ChatController, strip_triple_quotes, triple_quote_open
 from gptoss_cli.chat.render import PlainReplyView, RichReplyView, markdown_cut
 from gptoss_cli.chat.session import ChatSession, ChatSettings, SettingError, parse_setting, setting_key
-from gptoss_cli.generate import Done, Generator, MessageStart, PromptProcessed
+from gptoss_cli.events import Done, MessageStart, PromptProcessed
+from gptoss_cli.generation import Generator
 from gptoss_cli.harmony import Conversation, Role
 from gptoss_cli.prompt import tools_from_openai
 
@@ -54,11 +55,11 @@ class TurnModel(ScriptedModel):
         super().__init__(self.scripts[0], encoding.tokenizer.vocab_size, **kw)
         self.prompts = 0
 
-    def feed(self, ids, all_logits: bool = False):
+    def forward(self, ids, cache, all_logits: bool = False):
         if len(ids) > 1:
             self.script = self.scripts[min(self.prompts, len(self.scripts) - 1)]
             self.prompts += 1
-        return super().feed(ids, all_logits)
+        return super().forward(ids, cache, all_logits)
 
 
 class View:

@@ -222,7 +222,7 @@ from rich.console import Console
 from gptoss_cli.chat.commands import ChatController
 from gptoss_cli.chat.repl import TerminalUI, run_loop
 from gptoss_cli.chat.session import ChatSession
-from gptoss_cli.generate import Generator
+from gptoss_cli.generation import Generator
 from gptoss_cli.harmony import HarmonyEncoding
 from gptoss_cli.prompt import tools_from_openai
 from gptoss_cli.tokenizer import Tokenizer

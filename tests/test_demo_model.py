@@ -36,10 +36,9 @@ def demo() -> Path:
 def runtime(demo):
     """The demo loaded once (model and Harmony encoding), shared by the generation tests."""
     from gptoss_cli import load_model
-    from gptoss_cli.harmony import HarmonyEncoding
-    from gptoss_cli.tokenizer import load_tokenizer
 
-    return load_model(demo, threads=2), HarmonyEncoding(load_tokenizer(demo))
+    lm = load_model(demo, threads=2)
+    return lm, lm.encoding
 
 
 @pytest.fixture()
@@ -67,16 +66,16 @@ def test_demo_is_a_real_gpt_oss_small_enough_to_ship(demo):
 def test_demo_tokenizer_is_o200k_harmony(demo):
     from o200k import tiktoken_oracle
 
-    from gptoss_cli.tokenizer import load_tokenizer
+    from gptoss_cli.tokenizer import Tokenizer
 
-    tok, ref = load_tokenizer(demo), tiktoken_oracle()
+    tok, ref = Tokenizer.from_gguf(demo), tiktoken_oracle()
     assert tok.vocab_size == 201088
     for text in ("What is 23 + 48?", "Grüße, 世界! 🙂 x\r\n  y", "<|start|>assistant<|channel|>final"):
         assert tok.encode(text, allow_special=True) == ref.encode(text, allowed_special="all")
 
 
 def greedy_answer(model, enc, question: str) -> list:
-    from gptoss_cli.generate import Generator
+    from gptoss_cli.generation import Generator
     from gptoss_cli.harmony import Role
     from gptoss_cli.prompt import build_conversation
     from gptoss_cli.sampling import SamplingParams

@@ -11,18 +11,9 @@ import pytest
 from scripted_model import RandomLogitsModel, ScriptedModel
 
 from gptoss_cli.errors import InputError
-from gptoss_cli.generate import (
-    Done,
-    Generator,
-    MessageEnd,
-    MessageStart,
-    PromptProcessed,
-    TextDelta,
-    Token,
-    ensure_compiled,
-    kernel_fingerprint,
-    message_kind,
-)
+from gptoss_cli.events import Done, MessageEnd, MessageStart, PromptProcessed, TextDelta, Token, message_kind
+from gptoss_cli.generation import Generator
+from gptoss_cli.kernel_warmup import ensure_compiled, kernel_fingerprint
 from gptoss_cli.harmony import Message, Role
 from gptoss_cli.prompt import build_conversation, gather_prompt, tools_from_openai
 from gptoss_cli.run_output import make_renderer, stats_line
@@ -86,7 +77,7 @@ def test_final_and_analysis(harmony_encoding):
     raw = "".join(e.text for e in events if isinstance(e, Token))
     assert raw == ANSWER
     # the stop token is sampled but never fed
-    assert model.n_past == len(_prompt(enc)) + len(model.script) - 1
+    assert model.cache.n_past == len(_prompt(enc)) + len(model.script) - 1
     assert r.usage() == {"prompt_tokens": len(_prompt(enc)), "completion_tokens": len(model.script)}
     t = r.timings(load_s=1.5)
     assert set(t) >= {"load_s", "prompt_tok_s", "gen_tok_s"} and t["load_s"] == 1.5
@@ -136,7 +127,7 @@ def test_context_full_and_too_long_prompt(harmony_encoding):
     model = ScriptedModel.from_text(enc, ANSWER, context=len(prompt) + 3)
     _, _, r = _run(enc, model, prompt)
     assert r.stop_reason == "context_full"
-    assert r.completion_tokens == 4 and model.n_past == model.context
+    assert r.completion_tokens == 4 and model.cache.n_past == model.context
     small = ScriptedModel.from_text(enc, ANSWER, context=len(prompt))
     with pytest.raises(InputError, match=f"the prompt is {len(prompt)} tokens, longer than the context of {len(prompt)}"):
         Generator(small, enc).generate(prompt)
@@ -228,28 +219,28 @@ def test_ensure_compiled_tells_once(tmp_path):
         def __init__(self):
             self.calls = 0
 
-        def reset(self):
-            pass
+        def new_cache(self, context):
+            return None
 
-        def feed(self, ids):
+        def forward(self, ids, cache):
             self.calls += 1
             time.sleep(0.15)
 
     said: list[str] = []
     m = Slow()
-    secs = ensure_compiled(m, said.append, marker_dir=tmp_path, notice_delay=0.05)
+    secs = ensure_compiled(m, [], said.append, marker_dir=tmp_path, notice_delay=0.05)
     assert secs is not None and secs >= 0.3 and m.calls == 2
     assert said[0] == "compiling kernels, first run only ..." and said[1].startswith("kernels compiled in ")
     said.clear()
-    assert ensure_compiled(m, said.append, marker_dir=tmp_path) is None
+    assert ensure_compiled(m, [], said.append, marker_dir=tmp_path) is None
     assert said == [] and m.calls == 2  # marker found: no warm-up, no notice
 
     class Fast(Slow):
-        def feed(self, ids):
+        def forward(self, ids, cache):
             self.calls += 1
 
     quick = Fast()
-    assert ensure_compiled(quick, said.append, marker_dir=tmp_path / "other", notice_delay=5) is None
+    assert ensure_compiled(quick, [], said.append, marker_dir=tmp_path / "other", notice_delay=5) is None
     assert said == [] and quick.calls == 2  # a warm Numba cache: warmed up silently
 
 

@@ -65,10 +65,10 @@ def test_incremental_decoding_equals_full_pass(tiny):
     window = model.config.sliding_window
     prefill = max(1, window - 5)  # decode steps then cross the window boundary
     steps = min(len(ids), prefill + window + 10)
-    m.reset()
-    got = [m.feed(ids[:prefill], all_logits=True)]
+    cache = m.new_cache()
+    got = [m.forward(ids[:prefill], cache, all_logits=True)]
     for t in range(prefill, steps):
-        got.append(m.feed(ids[t : t + 1])[None, :])
+        got.append(m.forward(ids[t : t + 1], cache)[None, :])
     got = np.concatenate(got)
     ref = full[:steps]
     assert np.max(np.abs(got - ref)) <= 1e-4 * np.max(np.abs(ref))
@@ -86,7 +86,7 @@ def test_chunked_prefill_equals_one_block(tiny, monkeypatch):
 def test_weights_are_views_of_the_file_map(tiny):
     model, _, _ = tiny
     m = load_model(model.gguf_path)
-    w = m._t.w
+    w = m.model.w
     mats = [w.token_embd.data, w.output.data]
     for layer in w.layers:
         mats += [layer.wq.data, layer.wk.data, layer.wv.data, layer.wo.data, layer.router.data,
@@ -101,12 +101,41 @@ def test_rollback_to_a_checkpoint_equals_a_fresh_pass(tiny):
     m = load_model(model.gguf_path, threads=1)
     window = model.config.sliding_window
     prompt, reply, other = ids[:40], ids[40 : 40 + window + 20], ids[200:230]
-    m.reset()
-    m.feed(prompt)
-    cp = m.checkpoint()
-    m.feed(reply)  # long enough to overwrite every ring slot
-    m.rollback(cp)
-    assert m.n_past == len(prompt)
-    got = m.feed(other, all_logits=True)
+    cache = m.new_cache()
+    m.forward(prompt, cache)
+    cp = cache.checkpoint()
+    m.forward(reply, cache)  # long enough to overwrite every ring slot
+    cache.rollback(cp)
+    assert cache.n_past == len(prompt)
+    got = m.forward(other, cache, all_logits=True)
     fresh = m.logits(np.concatenate([prompt, other]))[len(prompt):]
     assert np.max(np.abs(got - fresh)) <= 1e-4 * np.max(np.abs(fresh))
+
+
+def test_a_batch_of_sequences_equals_each_alone(tiny):
+    """forward_batch: a prompt, a decode step and a second prompt in one pass, each over its own
+    cache, give what each sequence gives alone, and leave each cache where it would be alone."""
+    model, ids, _ = tiny
+    m = load_model(model.gguf_path, threads=1)
+    a, b_prompt, b_next, c = ids[:50], ids[60:90], ids[90:91], ids[100:107]
+    ca, cb, cc = m.new_cache(), m.new_cache(), m.new_cache()
+    m.forward(b_prompt, cb)
+    got = m.forward_batch([(a, ca), (b_next, cb), (c, cc)], all_logits=True)
+    alone = [m.logits(a), m.logits(np.concatenate([b_prompt, b_next]))[-1:], m.logits(c)]
+    for g, want in zip(got, alone):
+        assert g.shape == want.shape
+        assert np.max(np.abs(g - want)) <= 1e-4 * np.max(np.abs(want))
+    assert (ca.n_past, cb.n_past, cc.n_past) == (50, 31, 7)
+    last = m.forward_batch([(ids[107:109], cc), (ids[91:92], cb)])  # then both go on
+    want = m.logits(np.concatenate([c, ids[107:109]]))[-1]
+    assert last[0].shape == want.shape and np.max(np.abs(last[0] - want)) <= 1e-4 * np.max(np.abs(want))
+
+
+def test_a_batch_refuses_one_cache_twice(tiny):
+    from gptoss_cli.errors import InputError
+
+    model, ids, _ = tiny
+    m = load_model(model.gguf_path, threads=1)
+    cache = m.new_cache()
+    with pytest.raises(InputError, match="same cache twice"):
+        m.forward_batch([(ids[:3], cache), (ids[3:5], cache)])

@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 import gptoss_cli.model as model_module
-from gptoss_cli.api import load_model
+from gptoss_cli import load_model
 
 
 def main(path: str, tokens: int) -> None:
@@ -35,7 +35,7 @@ def main(path: str, tokens: int) -> None:
 
         setattr(model_module, name, call)
 
-    weights = m._t.w
+    weights = m.model.w
     names = {id(weights.output.data): "output"}
     for layer in weights.layers:
         for n in ("wq", "wk", "wv", "wo", "router", "gate", "up", "down"):
@@ -47,12 +47,13 @@ def main(path: str, tokens: int) -> None:
 
     int(m.gguf.data[::4096].sum(dtype=np.int64))  # page the file in
     rng = np.random.default_rng(0)
-    m.feed(rng.integers(0, 1000, 8))
-    m.feed(rng.integers(0, 1000, 1))
+    cache = m.new_cache()
+    m.forward(rng.integers(0, 1000, 8), cache)
+    m.forward(rng.integers(0, 1000, 1), cache)
     spent.clear()
     t0 = time.perf_counter()
     for tok in rng.integers(0, 1000, tokens):
-        m.feed(tok[None])
+        m.forward(tok[None], cache)
     total = (time.perf_counter() - t0) / tokens * 1e3
     print(f"total {total:.1f} ms/token")
     for label, s in sorted(spent.items(), key=lambda kv: -kv[1]):

@@ -1,6 +1,6 @@
 """`gptoss chat`: load the model, show the banner, run the REPL.
 
-    code = chat(RunOptions(model="20b", temperature=0.7))
+    code = chat(Settings(model="20b", temperature=0.7))     # gptoss_cli.options.Settings
 
 Options are `gptoss run`'s (model, context, threads, sampling, reasoning effort,
 system, tools), with the same [run] defaults from config.toml; the reasoning
@@ -13,11 +13,9 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import replace
+from dataclasses import fields
 from pathlib import Path
 from typing import IO, Any
-
-from ..run import RunOptions
 
 __all__ = ["chat", "history_path", "model_facts", "is_demo_model"]
 
@@ -55,9 +53,9 @@ def _size(n: int) -> str:
 
 def model_facts(name: str, path: Path, lm: Any) -> tuple[dict[str, str], list[tuple[str, str]]]:
     """(banner facts, /show rows) for a loaded model."""
-    cfg = lm.model.config
-    ctx = lm.model.context
-    threads = lm.model.threads
+    cfg = lm.config
+    ctx = lm.context
+    threads = lm.threads
     try:
         size = _size(path.stat().st_size)
     except OSError:
@@ -108,7 +106,7 @@ def _isatty(stream: Any) -> bool:
 
 
 def chat(
-    opts: RunOptions,
+    opts: Any,
     *,
     stdin: IO[str] | None = None,
     stdout: IO[str] | None = None,
@@ -117,9 +115,9 @@ def chat(
     interactive: bool | None = None,
 ) -> int:
     """Run the chat until the user leaves; returns the exit code. Raises GptossError for bad options or model files."""
+    from ..options import CHAT, resolve
     from ..prompt import load_tools_file
-    from ..registry import run_defaults
-    from ..run import open_model_for, resolve_options
+    from ..run import open_for
     from .commands import ChatController
     from .repl import PlainUI, TerminalUI, run_loop
     from .session import ChatSession, ChatSettings
@@ -127,10 +125,7 @@ def chat(
     inp = stdin if stdin is not None else sys.stdin
     out = stdout if stdout is not None else sys.stdout
     err = stderr if stderr is not None else sys.stderr
-    cfg = run_defaults() if config is None else config
-    if opts.show_reasoning is None:
-        opts = replace(opts, show_reasoning=bool(cfg.get("show_reasoning", True)))
-    o = resolve_options(opts, cfg)
+    o = resolve(CHAT, opts, config)
     tools = load_tools_file(o.tools) if o.tools else None
     if interactive is None:
         interactive = _isatty(inp) and _isatty(out) and os.environ.get("TERM") != "dumb"
@@ -145,36 +140,27 @@ def chat(
         err.write(f"gptoss: {msg}\n")
         err.flush()
 
-    path, lm = open_model_for(o, notice)
+    lm = open_for(o, notice)
+    path = lm.path
     try:
         name = _display_name(o.model, path)
         facts, rows = model_facts(name, path, lm)
-        settings = ChatSettings(
-            reasoning_effort=str(o.reasoning_effort).lower(),
-            temperature=float(o.temperature),
-            top_p=float(o.top_p),
-            top_k=int(o.top_k),
-            min_p=float(o.min_p),
-            repeat_penalty=float(o.repeat_penalty),
-            seed=o.seed,
-            max_tokens=o.max_tokens,
-            show_reasoning=bool(o.show_reasoning),
-        )
+        settings = ChatSettings(**{f.name: getattr(o, f.name) for f in fields(ChatSettings)})
         session = ChatSession(lm.generator(), settings, instructions=o.system, tools=tools)
         ui: Any
         if interactive:
             hist = history_path()
-            ui = TerminalUI(console, hist, context=lm.model.context)
+            ui = TerminalUI(console, hist, context=lm.context)
             rows.append(("input history", str(hist)))
         else:
-            ui = PlainUI(inp, out, err, context=lm.model.context)
+            ui = PlainUI(inp, out, err, context=lm.context)
         verbose = None
         if o.verbose:
             verbose = f"loaded in {lm.load_s:.2f} s" + (f", kernels compiled in {lm.compile_s:.1f} s" if lm.compile_s else "")
         ui.banner(facts, demo=is_demo_model(path), verbose_line=verbose)
         if tools:
             ui.info("tools: " + ", ".join(f"functions.{t.name}" for t in tools))
-        controller = ChatController(session, ui, rows, context=lm.model.context)
+        controller = ChatController(session, ui, rows, context=lm.context)
         return run_loop(controller, ui)
     finally:
         lm.close()

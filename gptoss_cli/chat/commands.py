@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Iterator, Protocol
 
 from ..errors import GptossError
-from ..generate import TOOL_CALL, GenerationResult, ToolCall
+from ..events import TOOL_CALL, GenerationResult, ToolCall
 from .session import SETTING_KEYS, ChatSession, SettingError
 
 __all__ = [

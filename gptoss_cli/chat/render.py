@@ -24,7 +24,7 @@ import json
 import time
 from typing import IO, Any
 
-from ..generate import (
+from ..events import (
     CONTEXT_FULL,
     INTERRUPTED,
     MAX_TOKENS,

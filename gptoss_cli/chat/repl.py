@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import IO, Any, Iterable
 
-from ..generate import ToolCall
+from ..events import ToolCall
 from ..harmony.model import Role
 from .commands import COMMANDS, ExitChat, strip_triple_quotes, triple_quote_open
 from .render import PlainReplyView, RichReplyView

@@ -38,13 +38,14 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import field, make_dataclass
 from pathlib import Path
 from typing import Any
 
 from ..atomic_write import write_atomically
 from ..errors import GptossError
-from ..generate import STOP, TOOL_CALL, Generation, GenerationResult, Generator, ToolCall
+from ..events import STOP, TOOL_CALL, GenerationResult, ToolCall
+from ..generation import Generation, Generator
 from ..harmony.model import (
     Author,
     Conversation,
@@ -57,7 +58,7 @@ from ..harmony.model import (
     parse_reasoning_effort,
 )
 from ..prompt import developer_content, load_tools_file, read_text_file, system_content
-from ..run import option_problem
+from ..options import CHAT, OPTIONS, SET_KEYS, problem, sampling_params
 
 __all__ = ["ChatSettings", "ChatSession", "SettingError", "SETTING_KEYS", "setting_key", "parse_setting"]
 
@@ -66,46 +67,22 @@ class SettingError(GptossError):
     """A /set (or similar) value that cannot be used; str() is the one line to show."""
 
 
-@dataclass
-class ChatSettings:
-    """What /set changes. None: no limit (max_tokens) or a random seed (seed)."""
-
-    reasoning_effort: str = "medium"
-    temperature: float = 1.0
-    top_p: float = 1.0
-    top_k: int = 0
-    min_p: float = 0.0
-    repeat_penalty: float = 1.0
-    seed: int | None = None
-    max_tokens: int | None = None
-    show_reasoning: bool = True
-
-    def sampling_params(self):
-        from ..sampling import SamplingParams
-
-        return SamplingParams(
-            temperature=float(self.temperature),
-            top_p=float(self.top_p),
-            top_k=int(self.top_k),
-            min_p=float(self.min_p),
-            repeat_penalty=float(self.repeat_penalty),
-            seed=self.seed,
-        )
-
+# What /set changes (the developer instructions live in the session), and whether the
+# reasoning is shown: those options of gptoss_cli.options, with chat's defaults.
+_SETTINGS = [o for o in OPTIONS if (o.set_key is not None and o.name != "system") or o.name == "show_reasoning"]
+ChatSettings = make_dataclass(
+    "ChatSettings",
+    [(o.name, Any, field(default=o.default_of(CHAT))) for o in _SETTINGS],
+    namespace={
+        "__doc__": "What /set changes. None: no limit (max_tokens) or a random seed (seed).",
+        "sampling_params": lambda self: sampling_params(self),
+    },
+)
 
 #: /set keys: canonical name -> (aliases, what the value is)
-SETTING_KEYS: dict[str, tuple[tuple[str, ...], str]] = {
-    "reasoning": (("reasoning_effort", "effort"), "low | medium | high"),
-    "temperature": (("temp",), "number >= 0 (0 is greedy)"),
-    "top_p": ((), "number in (0, 1]"),
-    "top_k": ((), "integer >= 0 (0 is off)"),
-    "min_p": ((), "number in [0, 1]"),
-    "repeat_penalty": ((), "number > 0 (1 is off)"),
-    "seed": ((), "integer, or 'random'"),
-    "max_tokens": (("n", "max"), "integer >= 1, or 'none' for no limit"),
-    "system": (("instructions",), "text for the developer message; nothing clears it"),
-}
-_SAMPLING_KEYS = {"temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed"}
+SETTING_KEYS = SET_KEYS
+_BY_KEY = {o.set_key: o for o in OPTIONS if o.set_key is not None}
+_SAMPLING_KEYS = {"temperature", "top_p", "top_k", "min_p", "repeat_penalty", "seed"}  # a new Sampler when changed
 _NONE_WORDS = {"none", "off", "random", "unlimited", "null", "-"}
 
 
@@ -119,32 +96,29 @@ def setting_key(name: str) -> str:
 
 
 def parse_setting(key: str, text: str) -> Any:
-    """The value of /set KEY TEXT, checked; SettingError (one line) when it cannot be used."""
+    """The value of /set KEY TEXT, checked by the option's own rule; SettingError (one line) when bad."""
+    o = _BY_KEY[key]
     text = text.strip()
-    if key == "system":
+    if o.type is str and not o.choices:  # free text: nothing clears it
         return text or None
     if not text:
-        raise SettingError(f"/set {key} needs a value: {SETTING_KEYS[key][1]}")
-    if key == "reasoning":
-        v = text.lower()
-        if v not in ("low", "medium", "high"):
-            raise SettingError(f"invalid value for reasoning: {text!r} (must be low, medium or high)")
-        return v
-    if key in ("seed", "max_tokens") and text.lower() in _NONE_WORDS:
+        raise SettingError(f"/set {key} needs a value: {o.set_help}")
+    value: Any
+    if o.choices:
+        value = text.lower()
+        why = problem(o.name, text)  # the message quotes what was typed
+    elif o.default is None and text.lower() in _NONE_WORDS:
         return None
-    number: Any
-    try:
-        if key in ("top_k", "seed", "max_tokens"):
-            number = int(text)
-        else:
-            number = float(text)
-    except ValueError:
-        kind = "an integer" if key in ("top_k", "seed", "max_tokens") else "a number"
-        raise SettingError(f"invalid value for {key}: {text!r} is not {kind} ({SETTING_KEYS[key][1]})") from None
-    problem = option_problem(key, number)
-    if problem is not None:
-        raise SettingError(f"invalid value for {key}: {problem}")
-    return number
+    else:
+        try:
+            value = o.type(text)
+        except ValueError:
+            kind = "an integer" if o.type is int else "a number"
+            raise SettingError(f"invalid value for {key}: {text!r} is not {kind} ({o.set_help})") from None
+        why = problem(o.name, value)
+    if why is not None:
+        raise SettingError(f"invalid value for {key}: {why}")
+    return value
 
 
 def _is_final(m: Message) -> bool:

@@ -3,10 +3,10 @@
 Behaves like openai-harmony (the reference, checked token for token in the
 tests), over gptoss's own tokenizer read from the model file.
 
-    from gptoss_cli.tokenizer import load_tokenizer
+    from gptoss_cli.tokenizer import Tokenizer
     from gptoss_cli.harmony import HarmonyEncoding, Conversation, Message, Role, SystemContent
 
-    enc = HarmonyEncoding(load_tokenizer("model.gguf"))
+    enc = HarmonyEncoding(Tokenizer.from_gguf("model.gguf"))   # or load_model(...).encoding
     conv = Conversation.from_messages([
         Message.from_role_and_content(Role.SYSTEM, SystemContent.new()),
         Message.from_role_and_content(Role.USER, "Hello"),

@@ -43,18 +43,23 @@ def _load_json(data: bytes, what: str):
         raise InputError(f"{what} is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}") from None
 
 
-def _encoding(model: str):
-    from ..tokenizer import load_tokenizer
-    from .render import HarmonyEncoding
+def _tokenizer_side(model: str | None):
+    """The model file opened for its tokenizer and Harmony encoding only (no weights, no Numba)."""
+    from ..loader import load_model
 
-    return HarmonyEncoding(load_tokenizer(model))
+    return load_model(model, weights=False)
+
+
+def _encoding(model: str | None):
+    with _tokenizer_side(model) as lm:
+        return lm.encoding
 
 
 # -- tokenize --------------------------------------------------------------------
 
 
 def tokenize(
-    model: str,
+    model: str | None,
     text: str | None,
     *,
     as_json: bool = False,
@@ -68,14 +73,13 @@ def tokenize(
     Default output: ids separated by spaces. as_json: one JSON array.
     jsonl: every stdin line is a JSON string; every output line its JSON array.
     """
-    from ..tokenizer import load_tokenizer
-
     out = out if out is not None else sys.stdout
     if jsonl and text not in (None, "-"):
         raise InputError("--jsonl reads JSON strings from standard input; give no TEXT (or '-')")
     if jsonl and as_json:
         raise InputError("--json and --jsonl cannot be used together")
-    tok = load_tokenizer(model)
+    with _tokenizer_side(model) as lm:
+        tok = lm.tokenizer
     if jsonl:
         stream = stdin if stdin is not None else sys.stdin.buffer
         for lineno, raw in enumerate(stream, 1):
@@ -108,7 +112,7 @@ def tokenize(
 
 
 def render(
-    model: str,
+    model: str | None,
     conversation_path: str,
     *,
     as_text: bool = False,
@@ -156,7 +160,7 @@ def _token_list(data) -> list[int]:
 
 
 def parse(
-    model: str,
+    model: str | None,
     tokens_path: str,
     *,
     as_json: bool = False,
