@@ -283,7 +283,7 @@ def test_cli_bad_config_is_one_line(home):
 
 def test_modules_stay_light():
     code = (
-        "import sys, gptoss_cli.registry, gptoss_cli.pull, gptoss_cli.models_list;"
+        "import sys, gptoss_cli.registry, gptoss_cli.pull, gptoss_cli.models_list, gptoss_cli.gguf_check;"
         "bad = [m for m in ('numpy', 'numba', 'tiktoken') if m in sys.modules];"
         "assert not bad, bad"
     )
