@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from gptoss_cli import prompt_cache as pcache
-from gptoss_cli.generate import open_model
+from gptoss_cli.loader import load_model
 from gptoss_cli.prompt_cache import PromptCache, save_points
 from gptoss_cli.sampling import SamplingParams
 
@@ -190,7 +190,7 @@ def test_a_new_process_starts_from_the_snapshot(harmony_encoding, tiny_harmony_g
     greedy = SamplingParams(temperature=0)
 
     def fresh(cache: bool):
-        lm = open_model(tiny_harmony_gguf, threads=1, context=512, prompt_cache=tmp_path if cache else False)
+        lm = load_model(tiny_harmony_gguf, threads=1, context=512, prompt_cache=tmp_path if cache else False)
         return lm, lm.generator()
 
     lm0, plain = fresh(False)
@@ -224,11 +224,11 @@ def test_a_damaged_snapshot_is_not_restored(harmony_encoding, tiny_harmony_gguf,
     from gptoss_cli.prompt import build_conversation
 
     greedy = SamplingParams(temperature=0)
-    lm0 = open_model(tiny_harmony_gguf, threads=1, context=512, prompt_cache=False)
+    lm0 = load_model(tiny_harmony_gguf, threads=1, context=512, prompt_cache=False)
     plain = lm0.generator()
     prompt = plain.render(build_conversation("Hello there"))
     want = plain.generate(prompt, greedy, max_tokens=8).run().tokens
-    lm1 = open_model(tiny_harmony_gguf, threads=1, context=512, prompt_cache=tmp_path)
+    lm1 = load_model(tiny_harmony_gguf, threads=1, context=512, prompt_cache=tmp_path)
     lm1.generator().generate(prompt, greedy, max_tokens=8).run()
     pc = lm1.prompt_cache
     layers = pc.load(prompt[:-1])
@@ -242,7 +242,7 @@ def test_a_damaged_snapshot_is_not_restored(harmony_encoding, tiny_harmony_gguf,
     with open(pc._path(prompt[:-1]), "wb") as f:
         np.savez(f, **arrays)
 
-    lm2 = open_model(tiny_harmony_gguf, threads=1, context=512, prompt_cache=tmp_path)
+    lm2 = load_model(tiny_harmony_gguf, threads=1, context=512, prompt_cache=tmp_path)
     gen = lm2.generator()
     g = gen.generate(prompt, greedy, max_tokens=8)
     assert next(iter(g)).cached_tokens == save_points(prompt, gen.tokenizer.token_id("<|end|>"))[0]
@@ -254,34 +254,28 @@ def test_a_damaged_snapshot_is_not_restored(harmony_encoding, tiny_harmony_gguf,
 
 def test_snapshot_must_fit_the_cache(tiny_harmony_gguf):
     """A snapshot from a cache of another shape (a smaller context, a ring of other size) is refused."""
-    import pytest
-
-    from gptoss_cli import load_model
-
     m = load_model(tiny_harmony_gguf, threads=1, context=64)
-    m.feed([1, 2, 3, 4, 5])
-    snap = m.cache_snapshot()
-    m.reset()
-    m.load_cache_snapshot(5, snap)
-    assert m.n_past == 5
+    cache = m.new_cache()
+    m.forward([1, 2, 3, 4, 5], cache)
+    snap = cache.snapshot()
+    cache.reset()
+    cache.load_snapshot(5, snap)
+    assert cache.n_past == 5
     with pytest.raises(ValueError):
-        m.load_cache_snapshot(6, snap)  # full layers hold 5 rows, not 6
-    small = load_model(tiny_harmony_gguf, threads=1, context=4)
+        cache.load_snapshot(6, snap)  # full layers hold 5 rows, not 6
     with pytest.raises(ValueError):
-        small.load_cache_snapshot(5, snap)  # more tokens than its context
+        m.new_cache(4).load_snapshot(5, snap)  # more tokens than its context
     m.close()
-    small.close()
 
 
 def test_snapshot_too_big_is_not_copied(tiny_harmony_gguf):
-    from gptoss_cli import load_model
-
     m = load_model(tiny_harmony_gguf, threads=1, context=64)
-    m.feed([1, 2, 3])
-    full = m.cache_snapshot()
+    cache = m.new_cache()
+    m.forward([1, 2, 3], cache)
+    full = cache.snapshot()
     size = sum(k.nbytes + v.nbytes for k, v in full)
-    assert m.cache_snapshot(max_bytes=size) is not None
-    assert m.cache_snapshot(max_bytes=size - 1) is None
+    assert cache.snapshot(max_bytes=size) is not None
+    assert cache.snapshot(max_bytes=size - 1) is None
     m.close()
 
 
@@ -291,7 +285,7 @@ def test_later_chat_turns_do_not_write_snapshots(harmony_encoding, tiny_harmony_
 
     enc = harmony_encoding
     greedy = SamplingParams(temperature=0)
-    lm = open_model(tiny_harmony_gguf, threads=1, context=512, prompt_cache=tmp_path)
+    lm = load_model(tiny_harmony_gguf, threads=1, context=512, prompt_cache=tmp_path)
     gen = lm.generator()
     p1 = gen.render(build_conversation("Hi"))
     gen.generate(p1, greedy, max_tokens=4).run()

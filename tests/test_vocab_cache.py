@@ -171,21 +171,43 @@ def test_unwritable_directory_is_skipped(parts, tmp_path):
     assert vocab_cache.load(blocker / "sub", "k") is None
 
 
-def test_open_model_reads_the_vocabulary_from_the_cache(tiny_harmony_gguf, tmp_path, monkeypatch):
+def test_a_model_reads_the_vocabulary_from_the_cache(tiny_harmony_gguf, tmp_path, monkeypatch):
     from gptoss_cli import tokenizer
-    from gptoss_cli.generate import open_model
+    from gptoss_cli.loader import load_model
 
-    first = open_model(tiny_harmony_gguf, threads=1, context=64, prompt_cache=tmp_path)
+    first = load_model(tiny_harmony_gguf, threads=1, context=64, prompt_cache=tmp_path)
+    text = "a short text, with <|end|> in it"
+    want = first.tokenizer.encode(text, allow_special=True)
     assert len(list(tmp_path.glob("*.vocab"))) == 1
 
     def refuse(arrays):
         raise AssertionError("the vocabulary was built from the file again")
 
     monkeypatch.setattr(tokenizer, "vocab_parts", refuse)
-    second = open_model(tiny_harmony_gguf, threads=1, context=64, prompt_cache=tmp_path)
-    text = "a short text, with <|end|> in it"
-    assert second.tokenizer.encode(text, allow_special=True) == first.tokenizer.encode(text, allow_special=True)
+    second = load_model(tiny_harmony_gguf, threads=1, context=64, prompt_cache=tmp_path)
+    assert second.tokenizer.encode(text, allow_special=True) == want
+    third = load_model(tiny_harmony_gguf, threads=1, context=64)
     with pytest.raises(AssertionError):
-        open_model(tiny_harmony_gguf, threads=1, context=64)  # without a cache it builds from the file
+        third.tokenizer  # noqa: B018 - without a cache it builds from the file
+    for lm in (first, second, third):
+        lm.close()
+
+
+def test_a_damaged_vocabulary_is_rebuilt_by_the_model(tiny_harmony_gguf, tmp_path):
+    """A well-formed entry without the byte 'A' (digest recomputed) would panic in tiktoken: the
+    model's tokenizer reads the file instead, and the entry is good again afterwards."""
+    from gptoss_cli.loader import load_model
+
+    first = load_model(tiny_harmony_gguf, threads=1, context=64, prompt_cache=tmp_path)
+    text = "A short text"
+    want = first.tokenizer.encode(text)
+    (entry,) = tmp_path.glob("*.vocab")
+    good = vocab_cache.load(tmp_path, entry.stem)
+    bad = dataclasses.replace(good, ranks={b: i for b, i in good.ranks.items() if b != b"A"},
+                              unused=good.unused | {good.ranks[b"A"]})
+    _write(tmp_path, entry.stem, _values(bad))
+    second = load_model(tiny_harmony_gguf, threads=1, context=64, prompt_cache=tmp_path)
+    assert second.tokenizer.encode(text) == want
+    assert vocab_cache.load(tmp_path, entry.stem) == good
     first.close()
     second.close()
