@@ -152,7 +152,8 @@ class GenerationResult:
     end_tokens: list[int | None] = field(default_factory=list)  # per message: the token that ended it
     raw: list[bool] = field(default_factory=list)  # per message: not valid Harmony
     stop_reason: str = STOP
-    prompt_s: float = 0.0
+    prompt_s: float = 0.0  # the whole prompt phase: restoring a snapshot, then computing the rest
+    restore_s: float = 0.0  # of which restoring cached tokens from disk
     gen_s: float = 0.0
     tool_calls: list[ToolCall] = field(default_factory=list)
 
@@ -177,8 +178,18 @@ class GenerationResult:
         return "\n".join(self.texts("analysis"))
 
     @property
+    def computed_tokens(self) -> int:
+        """Prompt tokens run through the model (the rest came from the cache)."""
+        return self.prompt_tokens - self.cached_tokens
+
+    @property
+    def compute_s(self) -> float:
+        return max(self.prompt_s - self.restore_s, 0.0)
+
+    @property
     def prompt_tok_s(self) -> float | None:
-        return _rate(self.prompt_tokens - self.cached_tokens, self.prompt_s)
+        """Speed of the prompt tokens computed, over the time spent computing them."""
+        return _rate(self.computed_tokens, self.compute_s)
 
     @property
     def gen_tok_s(self) -> float | None:
@@ -191,6 +202,10 @@ class GenerationResult:
         return {
             "load_s": None if load_s is None else round(load_s, 3),
             "prompt_s": round(self.prompt_s, 3),
+            "prompt_cached_tokens": self.cached_tokens,
+            "prompt_computed_tokens": self.computed_tokens,
+            "cache_restore_s": round(self.restore_s, 3),
+            "prompt_compute_s": round(self.compute_s, 3),
             "prompt_tok_s": self.prompt_tok_s,
             "gen_s": round(self.gen_s, 3),
             "gen_tok_s": self.gen_tok_s,

@@ -209,21 +209,25 @@ class Generator:
 
     # -- public ---------------------------------------------------------------------------
 
-    def prefill(self, prompt: list[int]) -> tuple[np.ndarray, int]:
+    def prefill(self, prompt: list[int]) -> tuple[np.ndarray, int, float]:
         """Bring the cache to the end of `prompt`, reusing what it (or the prompt cache) holds.
 
-        Returns the last prompt token's logits and how many leading tokens
-        were not computed again. Afterwards the next turn can roll back here.
+        Returns the last prompt token's logits, how many leading tokens were
+        not computed again, and the seconds spent restoring a snapshot from
+        disk. Afterwards the next turn can roll back here.
         """
         reuse = self._reusable(prompt)
         in_memory = reuse > 0
         points = self._save_points(prompt)
+        restore_s = 0.0
         if not reuse:
             self.reset()
+            t0 = time.perf_counter()
             reuse = self._load_saved(prompt, points)
+            restore_s = time.perf_counter() - t0
         logits = self._feed_prompt(prompt, reuse, points, save=not in_memory)
         self._remember_prompt()
-        return logits, reuse
+        return logits, reuse, restore_s
 
     def render(self, conversation: Conversation, role: Role | str = Role.ASSISTANT) -> list[int]:
         """The completion prompt of a conversation (ends with `<|start|>assistant`)."""
@@ -358,7 +362,7 @@ class Generation:
         history = [t for t in prompt if not tok.is_special(t)]
 
         self._t0 = time.perf_counter()
-        logits, reuse = gen.prefill(prompt)
+        logits, reuse, r.restore_s = gen.prefill(prompt)
         t1 = time.perf_counter()
         r.prompt_s = t1 - self._t0
         r.cached_tokens = reuse

@@ -245,9 +245,10 @@ def stats_line(result: GenerationResult, load_s: float | None, compile_s: float 
         parts.append(f"load {load_s:.2f} s")
     if compile_s is not None:
         parts.append(f"compile {compile_s:.1f} s")
-    p = result.prompt_tokens - result.cached_tokens
-    cached = f" (+{result.cached_tokens} cached)" if result.cached_tokens else ""
-    parts.append(f"prompt {p} tokens{cached} in {result.prompt_s:.2f} s, {_fmt_rate(result.prompt_tok_s)} tok/s")
+    computed = f"{result.computed_tokens} computed in {result.compute_s:.2f} s, {_fmt_rate(result.prompt_tok_s)} tok/s"
+    cached = f" ({result.cached_tokens} cached)" if result.cached_tokens else ""
+    restored = f" (cache read in {result.restore_s:.2f} s)" if result.restore_s else ""
+    parts.append(f"prompt {result.prompt_tokens} tokens{cached}: {computed}{restored}")
     parts.append(
         f"generated {result.completion_tokens} tokens in {result.gen_s:.2f} s, {_fmt_rate(result.gen_tok_s)} tok/s"
     )

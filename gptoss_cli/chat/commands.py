@@ -226,10 +226,14 @@ class ChatController:
     def _context_row(self) -> list[tuple[str, str]]:
         if not self.context:
             return []
-        try:
-            used = len(self.session.prompt_ids())  # the conversation as the next reply will read it
-        except GptossError:
-            return []
+        last = self.session.last_result
+        if last is not None:  # what the stats line after that reply said: its prompt and its reply
+            used = last.prompt_tokens + last.completion_tokens
+        else:
+            try:
+                used = len(self.session.prompt_ids())  # the conversation as the next reply will read it
+            except GptossError:
+                return []
         return [("context in use", f"{used} of {self.context} tokens")]
 
     def _set(self, arg: str) -> None:
