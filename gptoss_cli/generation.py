@@ -54,7 +54,7 @@ from .harmony.render import HarmonyEncoding
 from .prompt_cache import PromptCache, save_points
 from .sampling import Sampler, SamplingParams
 
-__all__ = ["LanguageModel", "Cache", "Generator", "Generation"]
+__all__ = ["LanguageModel", "Cache", "Generator", "Generation", "advance_together"]
 
 
 class Cache(Protocol):
@@ -141,16 +141,7 @@ class Generator:
         ModelFileError when the logits are not finite: the weights (or the
         file's numbers) are damaged, and sampling from them would print noise.
         """
-        self._cache_valid = False  # an interrupt inside forward leaves the cache undefined
-        logits = self.model.forward(ids, self.cache)
-        if not np.isfinite(logits).all():
-            raise ModelFileError(
-                "the model produced non-finite logits (NaN or infinity): its weights are likely damaged"
-                " or not a gpt-oss model's"
-            )
-        self._cached.extend(ids)
-        self._cache_valid = True
-        return logits
+        return advance_together([(self, ids)])[0]
 
     def _reusable(self, prompt: list[int]) -> int:
         """How many leading prompt tokens the cache already holds (rolling back if that helps)."""
@@ -268,6 +259,30 @@ class Generator:
         return Generation(self, prompt, sampler, max_tokens, role)
 
 
+def advance_together(steps: Sequence[tuple[Generator, list[int]]]) -> list[np.ndarray]:
+    """Run each generator's next tokens over its own cache, all in one pass of their shared
+    model (forward_batch when there are several); each one's last-token logits [vocab]."""
+    model = steps[0][0].model
+    if any(g.model is not model for g, _ in steps):
+        raise ValueError("generators advanced together must share one model")
+    for g, _ in steps:
+        g._cache_valid = False  # an interrupt inside forward leaves the caches undefined
+    if len(steps) == 1:
+        outs = [model.forward(steps[0][1], steps[0][0].cache)]
+    else:
+        outs = model.forward_batch([(ids, g.cache) for g, ids in steps])
+    for logits in outs:
+        if not np.isfinite(logits).all():
+            raise ModelFileError(
+                "the model produced non-finite logits (NaN or infinity): its weights are likely damaged"
+                " or not a gpt-oss model's"
+            )
+    for g, ids in steps:
+        g._cached.extend(ids)
+        g._cache_valid = True
+    return outs
+
+
 class Generation:
     """One completion: iterate it for events (a second loop continues the first); `result` is set when done."""
 
@@ -285,6 +300,7 @@ class Generation:
         self._t_gen: float | None = None
         self._t0: float | None = None
         self._it: Iterator[GenerationEvent] | None = None
+        self._history: list[int] = []  # the tokens the repeat penalty looks at
 
     @property
     def done(self) -> bool:
@@ -352,38 +368,51 @@ class Generation:
         out.append(Done(r))
         return out
 
-    def _steps(self) -> Iterator[GenerationEvent]:
-        gen = self.generator
-        cache = gen.cache
-        prompt = self.prompt
-        r = self._partial
-        tok = gen.tokenizer
-        stops = gen.stop_tokens
-        history = [t for t in prompt if not tok.is_special(t)]
+    def start(self) -> tuple[list[GenerationEvent], np.ndarray]:
+        """Process the prompt: the PromptProcessed event and the last prompt token's logits.
 
+        With `accept` this is the loop one step at a time, for a scheduler that
+        advances many generations in one forward pass (iterate instead for one).
+        """
+        gen = self.generator
+        r = self._partial
+        self._history = [t for t in self.prompt if not gen.tokenizer.is_special(t)]
         self._t0 = time.perf_counter()
-        logits, reuse, r.restore_s = gen.prefill(prompt)
+        logits, reuse, r.restore_s = gen.prefill(self.prompt)
         t1 = time.perf_counter()
         r.prompt_s = t1 - self._t0
         r.cached_tokens = reuse
         self._t_gen = t1
-        yield PromptProcessed(len(prompt), reuse, r.prompt_s)
+        return [PromptProcessed(len(self.prompt), reuse, r.prompt_s)], logits
 
+    def accept(self, logits: np.ndarray) -> tuple[list[GenerationEvent], int | None]:
+        """Sample the next token from `logits`: its events, and the token to run through the
+        model next, or None when the generation has ended (the events then end with Done)."""
+        gen, r = self.generator, self._partial
+        t = self.sampler.sample(logits, self._history)
+        r.tokens.append(t)
+        if not gen.tokenizer.is_special(t):
+            self._history.append(t)
+        events: list[GenerationEvent] = [Token(t, self._decoder.feed(t))]
+        self._observe(self.parser.process(t), events)
         reason = None
-        while reason is None:
-            t = self.sampler.sample(logits, history)
-            r.tokens.append(t)
-            if not tok.is_special(t):
-                history.append(t)
-            events: list[GenerationEvent] = [Token(t, self._decoder.feed(t))]
-            self._observe(self.parser.process(t), events)
-            if t in stops:
-                reason = TOOL_CALL if t == self._call_id else STOP
-            elif self.max_tokens is not None and len(r.tokens) >= self.max_tokens:
-                reason = MAX_TOKENS
-            elif cache.n_past >= cache.context:
-                reason = CONTEXT_FULL
+        if t in gen.stop_tokens:
+            reason = TOOL_CALL if t == self._call_id else STOP
+        elif self.max_tokens is not None and len(r.tokens) >= self.max_tokens:
+            reason = MAX_TOKENS
+        elif gen.cache.n_past >= gen.cache.context:
+            reason = CONTEXT_FULL
+        if reason is None:
+            return events, t
+        return events + self._finish(reason), None
+
+    def _steps(self) -> Iterator[GenerationEvent]:
+        events, logits = self.start()
+        yield from events
+        while True:
+            events, t = self.accept(logits)
+            if t is None:  # Done is the last event: the result is set before it is seen
+                yield from events
+                return
             yield from events
-            if reason is None:
-                logits = gen.advance([t])
-        yield from self._finish(reason)
+            logits = self.generator.advance([t])

@@ -430,3 +430,35 @@ def test_next_turn_rolls_back_to_the_last_prompt(harmony_encoding, tiny_harmony_
     list(g2)
     fresh = Generator(load_model(tiny_harmony_gguf, threads=1, context=512), enc).generate(p2, greedy, max_tokens=8)
     assert g2.result.tokens == fresh.run().tokens
+
+
+def test_generations_stepped_together_match_each_alone(harmony_encoding, tiny_harmony_gguf):
+    """start / accept / advance_together: two seeded generations advanced in one forward pass per
+    step each produce a stream ending in Done, and each generator's cache holds exactly its own
+    prompt and tokens."""
+    from gptoss_cli import load_model
+    from gptoss_cli.generation import advance_together
+
+    enc = harmony_encoding
+    model = load_model(tiny_harmony_gguf, threads=1, context=512)
+    prompts = [_prompt(enc, "Hi"), _prompt(enc, "Something else entirely")]
+    gens = [Generator(model, enc) for _ in prompts]
+    runs = [g.generate(p, SamplingParams(seed=3 + i), max_tokens=12) for i, (g, p) in enumerate(zip(gens, prompts))]
+    logits = [r.start()[1] for r in runs]
+    live = list(range(len(runs)))
+    while live:
+        nxt = []
+        for i in live:
+            events, t = runs[i].accept(logits[i])
+            if t is None:
+                assert isinstance(events[-1], Done)
+            else:
+                nxt.append((i, t))
+        if nxt:
+            outs = advance_together([(gens[i], [t]) for i, t in nxt])
+            for (i, _), out in zip(nxt, outs):
+                logits[i] = out
+        live = [i for i, _ in nxt]
+    for g, p, r in zip(gens, prompts, runs):
+        assert r.result is not None and r.result.completion_tokens == 12
+        assert g.cached_tokens == p + r.result.tokens[:-1] and g.cache.n_past == len(p) + 11
