@@ -25,7 +25,7 @@ from typing import Any, Mapping
 from .app_paths import config_path
 from .toml_file import ConfigError, read_toml
 
-__all__ = ["RUN_OPTION_TYPES", "check_run_table", "load_user_config", "run_defaults"]
+__all__ = ["RUN_OPTION_CHOICES", "RUN_OPTION_TYPES", "check_run_table", "load_user_config", "run_defaults"]
 
 OptionType = type | tuple[type, ...]
 
@@ -65,6 +65,23 @@ def _check_type(key: str, value: Any, typ: OptionType, where: Path) -> None:
         raise ConfigError(f"{where}: '{key}' must be {want}, not {value!r}")
 
 
+def _checked_keys(
+    raw: Mapping[str, Any], types: Mapping[str, OptionType], path: Path, prefix: str, unknown: str
+) -> dict[str, Any]:
+    """`raw` with keys normalised (dashes to underscores), each known to `types` and of its type.
+
+    `unknown` is the message for an unknown key, with {key} and {known} to fill in.
+    """
+    out: dict[str, Any] = {}
+    for key, value in raw.items():
+        k = key.replace("-", "_")
+        if k not in types:
+            raise ConfigError(f"{path}: " + unknown.format(key=key, known=", ".join(sorted(types))))
+        _check_type(prefix + k, value, types[k], path)
+        out[k] = value
+    return out
+
+
 def check_run_table(
     raw: Mapping[str, Any], path: Path, types: Mapping[str, OptionType] = RUN_OPTION_TYPES
 ) -> dict[str, Any]:
@@ -73,18 +90,14 @@ def check_run_table(
     Raises ConfigError for an unknown option, a value of the wrong type, or a word
     outside its choices.
     """
-    run: dict[str, Any] = {}
-    for key, value in raw.items():
-        k = key.replace("-", "_")
-        if k not in types:
-            known = ", ".join(sorted(types))
-            raise ConfigError(f"{path}: unknown run option '{key}' in [run] (known: {known})")
-        _check_type(f"run.{k}", value, types[k], path)
+    run = _checked_keys(raw, types, path, "run.", "unknown run option '{key}' in [run] (known: {known})")
+    for k, value in run.items():
         choices = RUN_OPTION_CHOICES.get(k)
         if choices and value not in choices:
             words = ", ".join(choices[:-1]) + f" or {choices[-1]}"
             raise ConfigError(f"{path}: 'run.{k}' must be {words}, not {value!r}")
-        run[k] = float(value) if types[k] == (int, float) else value
+        if types[k] == (int, float):
+            run[k] = float(value)
     return run
 
 
@@ -95,14 +108,8 @@ def load_user_config() -> dict[str, Any]:
         raw = read_toml(path, "config")
     except FileNotFoundError:
         return {}
-    cfg: dict[str, Any] = {}
-    for key, value in raw.items():
-        k = key.replace("-", "_")
-        if k not in _TOP_LEVEL_TYPES:
-            known = ", ".join(sorted(_TOP_LEVEL_TYPES))
-            raise ConfigError(f"{path}: unknown key '{key}' (known: {known}; run options go under [run])")
-        _check_type(k, value, _TOP_LEVEL_TYPES[k], path)
-        cfg[k] = value
+    cfg = _checked_keys(raw, _TOP_LEVEL_TYPES, path, "",
+                        "unknown key '{key}' (known: {known}; run options go under [run])")
     cfg["run"] = check_run_table(cfg.get("run", {}), path)
     return cfg
 

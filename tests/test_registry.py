@@ -94,7 +94,7 @@ def test_split_model_needs_every_shard(home):
 def test_unknown_name_and_missing_path(home):
     with pytest.raises(ModelFileError, match="unknown model 'llama'.*gpt-oss-20b"):
         model_names.resolve_model("llama")
-    with pytest.raises(ModelFileError, match="no such file: ./nothere.gguf"):
+    with pytest.raises(ModelFileError, match="^./nothere.gguf: file not found$"):
         model_names.resolve_model("./nothere.gguf")
 
 
