@@ -8,6 +8,7 @@ and tensors are typed NumPy views of the same map: weights are never copied.
 
 from __future__ import annotations
 
+import math
 import mmap
 import os
 import struct
@@ -24,6 +25,7 @@ from .errors import ModelFileError, UnsupportedTensorType
 GGUF_MAGIC = b"GGUF"
 SUPPORTED_VERSIONS = (2, 3)
 DEFAULT_ALIGNMENT = 32
+MAX_DIMS = 4  # GGML_MAX_DIMS: ggml tensors have at most four dimensions
 
 # GGUF metadata value types.
 _UINT8, _INT8, _UINT16, _INT16, _UINT32, _INT32, _FLOAT32, _BOOL = range(8)
@@ -203,35 +205,76 @@ class GGUFFile:
         for _ in range(n_kv):
             key = cur.string("metadata")
             vtype = cur.u32("metadata")
+            if key in self.metadata:
+                raise ModelFileError(f"{self.path}: corrupt GGUF metadata (key {key!r} appears twice)")
             self.metadata[key] = self._read_value(cur, vtype, key)
         infos = []
         for _ in range(n_tensors):
             name = cur.string("tensor table")
             n_dims = cur.u32("tensor table")
-            if n_dims > 8:
+            if n_dims > MAX_DIMS:
                 raise ModelFileError(f"{self.path}: corrupt tensor table ({name!r} has {n_dims} dims)")
             ne = [cur.u64("tensor table") for _ in range(n_dims)]
             ttype = cur.u32("tensor table")
             offset = cur.u64("tensor table")
             infos.append((name, ne, ttype, offset))
-        alignment = int(self.metadata.get("general.alignment", DEFAULT_ALIGNMENT))
-        if alignment <= 0 or alignment & (alignment - 1):
-            raise ModelFileError(f"{self.path}: invalid general.alignment {alignment}")
-        data_start = -(-cur.pos // alignment) * alignment
-        self.data_offset = data_start
+        alignment = self._alignment()
+        self.data_offset = -(-cur.pos // alignment) * alignment
         for name, ne, ttype, offset in infos:
-            shape = tuple(int(d) for d in reversed(ne))
-            try:
-                nbytes = _tensor_nbytes(ttype, ne)
-            except ValueError as err:
-                raise ModelFileError(f"{self.path}: tensor {name!r}: {err}") from None
-            start = data_start + offset
-            if nbytes is not None and start + nbytes > len(self._buf):
+            if name in self.tensors:
+                raise ModelFileError(f"{self.path}: corrupt tensor table (tensor {name!r} appears twice)")
+            self.tensors[name] = self._tensor_info(name, ne, ttype, offset, alignment)
+        self._check_layout(alignment)
+
+    def _alignment(self) -> int:
+        """general.alignment: a power of two, or the GGUF default when absent."""
+        value = self.metadata.get("general.alignment", DEFAULT_ALIGNMENT)
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value & (value - 1):
+            raise ModelFileError(f"{self.path}: invalid general.alignment {value!r} (must be a power of two)")
+        return value
+
+    def _tensor_info(self, name: str, ne: list[int], ttype: int, offset: int, alignment: int) -> TensorInfo:
+        """One tensor-table entry, refused when its bytes cannot lie inside the file at an aligned offset."""
+        try:
+            nbytes = _tensor_nbytes(ttype, ne)
+        except ValueError as err:
+            raise ModelFileError(f"{self.path}: tensor {name!r}: {err}") from None
+        if offset % alignment:
+            raise ModelFileError(
+                f"{self.path}: corrupt tensor table (tensor {name!r} has offset {offset}, "
+                f"not a multiple of general.alignment {alignment})"
+            )
+        size = len(self._buf)
+        if nbytes is not None and nbytes > size:  # a cut download, or dims such as 2**64-1
+            raise ModelFileError(
+                f"{self.path}: truncated or corrupt GGUF file (tensor {name!r} with dims {ne} needs "
+                f"{nbytes} bytes, the whole file has {size})"
+            )
+        start = self.data_offset + offset
+        if nbytes is not None and start + nbytes > size:
+            raise ModelFileError(
+                f"{self.path}: truncated GGUF file (tensor {name!r} needs bytes "
+                f"{start}..{start + nbytes}, file is {size} bytes)"
+            )
+        shape = tuple(reversed(ne))
+        return TensorInfo(name, shape, ttype, start, nbytes or 0)
+
+    def _check_layout(self, alignment: int) -> None:
+        """Tensors lie one after another in table order, each padded to the alignment, as
+        gguf-py and llama.cpp write them (llama.cpp refuses any other layout). A shifted
+        offset, or a type or dim that changed a tensor's size, breaks the chain."""
+        expected, previous = 0, None  # expected: None after a tensor of a type we cannot size
+        for t in self.tensors.values():
+            start = t.offset - self.data_offset
+            if expected is not None and start != expected:
+                where = f"where {previous!r} ends" if previous else "the start of the tensor data"
                 raise ModelFileError(
-                    f"{self.path}: truncated GGUF file (tensor {name!r} needs bytes "
-                    f"{start}..{start + nbytes}, file is {len(self._buf)} bytes)"
+                    f"{self.path}: corrupt tensor table (tensor {t.name!r} starts at data offset {start}, "
+                    f"expected {expected}: {where}, padded to general.alignment {alignment})"
                 )
-            self.tensors[name] = TensorInfo(name, shape, ttype, start, nbytes or 0)
+            sized = t.ggml_type in ggml_types.SUPPORTED
+            expected = -(-(start + t.nbytes) // alignment) * alignment if sized else None
+            previous = t.name
 
     def _read_value(self, cur: _Cursor, vtype: int, key: str) -> Any:
         what = f"value of {key!r}"
@@ -266,12 +309,12 @@ class GGUFFile:
                 cur.need(8, what)
             n = unpack(buf, pos)[0]
             pos += 8
+            if n > end - pos:  # before the store: a length >= 2**63 does not fit int64
+                cur.pos = pos
+                cur.need(n, what)
             starts[i] = pos
             lengths[i] = n
             pos += n
-            if pos > end:
-                cur.pos = pos - n
-                cur.need(n, what)
         cur.pos = pos
         return StringArray(buf, starts, lengths)
 
@@ -294,7 +337,7 @@ class GGUFFile:
                 f"{self.path}: tensor {name!r} has type {info.type_name}, which gptoss does not "
                 f"support (supported: {', '.join(ggml_types.type_name(s) for s in sorted(ggml_types.SUPPORTED))})"
             )
-        *outer, cols = info.shape
+        *outer, cols = info.shape or (1,)
         dtype, last = ggml_types.storage_layout(t, cols)
         count = int(np.prod(outer, dtype=np.int64)) * last
         arr = np.frombuffer(self._mmap, dtype=dtype, count=count, offset=info.offset)
@@ -329,5 +372,5 @@ def _tensor_nbytes(ggml_type: int, ne: list[int]) -> int | None:
         raise ValueError(
             f"a row of {cols} values is not a multiple of the {ggml_types.type_name(ggml_type)} block ({block})"
         )
-    rows = int(np.prod(ne[1:], dtype=np.int64)) if len(ne) > 1 else 1
-    return rows * ggml_types.row_bytes(ggml_type, cols)
+    # Python ints: dims up to 2**64-1 must not wrap around (or warn) in int64
+    return math.prod(ne[1:]) * ggml_types.row_bytes(ggml_type, cols)

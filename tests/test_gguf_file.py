@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+import warnings
 from pathlib import Path
 
 import gguf
@@ -131,3 +133,101 @@ def test_unsupported_type_refused_by_name(tmp_path):
     with GGUFFile(path) as gf:
         with pytest.raises(UnsupportedTensorType, match="Q4_0"):
             gf.tensor("w")
+
+
+# --- corrupt headers (issue 20): one ModelFileError naming the field, never another exception ---
+
+
+def _after(data: bytes, name: str) -> int:
+    """Position just past a key's or tensor's name in the header (the sample's names are unique)."""
+    raw = name.encode()
+    return data.index(struct.pack("<Q", len(raw)) + raw) + 8 + len(raw)
+
+
+def _patched(sample, tmp_path: Path, pos: int, fmt: str, value) -> Path:
+    data = bytearray(sample[0].read_bytes())
+    struct.pack_into(fmt, data, pos, value)
+    p = tmp_path / "patched.gguf"
+    p.write_bytes(bytes(data))
+    return p
+
+
+def _open_quietly(path: Path) -> None:
+    """Open with warnings as errors: a NumPy overflow warning before the error is a bug too."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        GGUFFile(path).close()
+
+
+@pytest.mark.parametrize("key", ["general.name", "tokenizer.ggml.tokens"])
+def test_string_length_past_int64(sample, tmp_path, key):
+    data = sample[0].read_bytes()
+    # a string value's length follows its type; a string array's first length follows type, element type, count
+    pos = _after(data, key) + (4 if key == "general.name" else 16)
+    p = _patched(sample, tmp_path, pos, "<Q", 2**63)
+    with pytest.raises(ModelFileError, match=f"truncated GGUF file .*value of '{key}'"):
+        _open_quietly(p)
+
+
+def test_tensor_dim_near_2_64(sample, tmp_path):
+    pos = _after(sample[0].read_bytes(), "d.q8") + 4 + 8  # the second dim (rows)
+    p = _patched(sample, tmp_path, pos, "<Q", 2**64 - 1)
+    with pytest.raises(ModelFileError, match="tensor 'd.q8' with dims .* needs"):
+        _open_quietly(p)
+
+
+def test_too_many_dims(sample, tmp_path):
+    p = _patched(sample, tmp_path, _after(sample[0].read_bytes(), "a.f32"), "<I", 5)
+    with pytest.raises(ModelFileError, match="'a.f32' has 5 dims"):
+        _open_quietly(p)
+
+
+def _offset_pos(data: bytes, name: str, n_dims: int) -> int:
+    return _after(data, name) + 4 + 8 * n_dims + 4
+
+
+def test_offset_not_aligned(sample, tmp_path):
+    data = sample[0].read_bytes()
+    pos = _offset_pos(data, "c.bf16", 2)
+    p = _patched(sample, tmp_path, pos, "<Q", struct.unpack_from("<Q", data, pos)[0] + 4)
+    with pytest.raises(ModelFileError, match="'c.bf16' has offset .* not a multiple of general.alignment 32"):
+        _open_quietly(p)
+
+
+@pytest.mark.parametrize("shift", [-32, 32])
+def test_offset_shifted_by_the_alignment(sample, tmp_path, shift):
+    data = sample[0].read_bytes()
+    pos = _offset_pos(data, "c.bf16", 2)
+    p = _patched(sample, tmp_path, pos, "<Q", struct.unpack_from("<Q", data, pos)[0] + shift)
+    with pytest.raises(ModelFileError, match="'c.bf16' starts at data offset .* where 'b.f16' ends"):
+        _open_quietly(p)
+
+
+def test_type_that_shrinks_a_tensor(sample, tmp_path):
+    """F32 read as F16: the tensor now ends halfway, so the next one does not start where it ends."""
+    data = sample[0].read_bytes()
+    p = _patched(sample, tmp_path, _offset_pos(data, "a.f32", 2) - 4, "<I", int(QT.F16))
+    with pytest.raises(ModelFileError, match="'b.f16' starts at data offset .* where 'a.f32' ends"):
+        _open_quietly(p)
+
+
+def test_duplicate_key_and_tensor(sample, tmp_path):
+    data = sample[0].read_bytes()
+    p = tmp_path / "dup.gguf"
+    p.write_bytes(data.replace(b"some.big", b"some.neg"))
+    with pytest.raises(ModelFileError, match="key 'some.neg' appears twice"):
+        _open_quietly(p)
+    p.write_bytes(data.replace(b"b.f16", b"a.f32", 1))
+    with pytest.raises(ModelFileError, match="tensor 'a.f32' appears twice"):
+        _open_quietly(p)
+
+
+@pytest.mark.parametrize("value", [24, 0, 2.0, "32"])
+def test_bad_alignment(tmp_path, value):
+    w = gguf.GGUFWriter(str(tmp_path / "a.gguf"), "gpt-oss")
+    w.add_key_value("general.alignment", value, gguf.GGUFValueType.get_type(value))
+    w.write_header_to_file()
+    w.write_kv_data_to_file()
+    w.close()
+    with pytest.raises(ModelFileError, match="invalid general.alignment"):
+        _open_quietly(tmp_path / "a.gguf")
