@@ -11,6 +11,11 @@ from dataclasses import dataclass, field
 
 ARCH = "gpt-oss"
 
+# gpt-oss is trained for 131072 positions (4096 x YaRN factor 32); eight times that
+# leaves room for longer-context fine-tunes, while a corrupt 2**32-1 is refused before
+# a KV cache is sized from it (the 120b's takes 72 KiB a position: 300 TB for 2**32).
+MAX_CONTEXT_LENGTH = 1 << 20
+
 # GGUF metadata keys (without the "gpt-oss." prefix) that every file must carry.
 REQUIRED_KEYS: tuple[str, ...] = (
     "block_count",
@@ -85,10 +90,17 @@ class ModelConfig:
             "vocab size": self.vocab_size,
             "context_length": self.context_length,
             "attention.sliding_window": self.sliding_window,
+            "rope.scaling.original_context_length": self.rope_original_context,
         }
         for name, value in positive.items():
             if value <= 0:
                 raise ValueError(f"{name} must be positive, got {value}")
+        if self.context_length > MAX_CONTEXT_LENGTH:
+            raise ValueError(
+                f"context_length {self.context_length} is larger than gptoss supports ({MAX_CONTEXT_LENGTH}; "
+                "gpt-oss models have 131072)"
+            )
+        self._validate_floats()
         if self.n_experts_used > self.n_experts:
             raise ValueError(
                 f"expert_used_count ({self.n_experts_used}) exceeds expert_count ({self.n_experts})"
@@ -99,3 +111,19 @@ class ModelConfig:
             )
         if self.head_dim % 2:
             raise ValueError(f"key_length must be even for rotary embedding, got {self.head_dim}")
+
+    def _validate_floats(self) -> None:
+        """NaN, infinity, zero or negative constants would only show up later as a
+        division by zero in the rope tables or NaN logits; refuse them by key."""
+        positive = {
+            "attention.layer_norm_rms_epsilon": self.rms_eps,
+            "rope.scaling.factor": self.rope_scaling_factor,
+            "rope.scaling.yarn_beta_fast": self.yarn_beta_fast,
+            "rope.scaling.yarn_beta_slow": self.yarn_beta_slow,
+        }
+        for name, value in positive.items():
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name} must be a positive finite number, got {value}")
+        # the YaRN band divides by log(freq_base): a base of 1 or less has no frequencies to blend
+        if not (math.isfinite(self.rope_base) and self.rope_base > 1):
+            raise ValueError(f"rope.freq_base must be a finite number above 1, got {self.rope_base}")

@@ -18,7 +18,7 @@ from gptoss_kernels.dequant import dequantize
 
 from .config import ARCH, REQUIRED_KEYS, ModelConfig
 from .errors import ModelFileError, UnsupportedTensorType
-from .gguf_file import GGUFFile
+from .gguf_file import GGUFFile, StringArray
 
 
 @dataclass(frozen=True)
@@ -62,27 +62,67 @@ class ModelWeights:
     layers: tuple[LayerWeights, ...]
 
 
-def _key(md: dict[str, Any], path: str, name: str, default: Any = None) -> Any:
+def _key(md: dict[str, Any], path: str, name: str, default: int | float | None = None, *, integer: bool) -> Any:
+    """A `gpt-oss.*` number, of the GGUF type its meaning needs (as llama.cpp checks):
+    an integer key holding a float (NaN, 1e30) would crash int() or be truncated, a float
+    key holding an integer is another field's bits, a string or array a foreign file."""
     full = f"{ARCH}.{name}"
-    if full in md:
-        value = md[full]
-        if isinstance(value, np.ndarray) or not isinstance(value, (int, float)):
-            raise ModelFileError(f"{path}: metadata key {full} must be a number, got {type(value).__name__}")
-        return value
-    if default is None:
-        raise ModelFileError(f"{path}: missing metadata key {full}")
-    return default
+    if full not in md:
+        if default is None:
+            raise ModelFileError(f"{path}: missing metadata key {full}")
+        return default
+    value = md[full]
+    if isinstance(value, bool) or not isinstance(value, int if integer else float):
+        raise ModelFileError(
+            f"{path}: metadata key {full} must be {'an integer' if integer else 'a float'}, got {_describe(value)}"
+        )
+    return value
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, (np.ndarray, StringArray)):
+        return f"an array of {len(value)}"
+    if isinstance(value, str):
+        return f"the string {value[:40]!r}"
+    return f"{type(value).__name__} {value!r}"
+
+
+# The token ids gptoss reads from the tokenizer keys (generation stops, padding).
+TOKEN_ID_KEYS = ("tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id", "tokenizer.ggml.padding_token_id")
+
+
+def _check_tokenizer_keys(md: dict[str, Any], path: str, vocab_size: int) -> None:
+    """Token ids outside the embedding would index past it; a token list of another
+    length belongs to another model."""
+    tokens = md.get("tokenizer.ggml.tokens")
+    if tokens is not None and (not isinstance(tokens, StringArray) or len(tokens) != vocab_size):
+        raise ModelFileError(
+            f"{path}: metadata key tokenizer.ggml.tokens must be {vocab_size} strings "
+            f"(the rows of token_embd.weight), got {_describe(tokens)}"
+        )
+    for key in TOKEN_ID_KEYS:
+        value = md.get(key)
+        if value is None:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < vocab_size:
+            raise ModelFileError(
+                f"{path}: metadata key {key} must be a token id in 0..{vocab_size - 1}, got {_describe(value)}"
+            )
 
 
 def read_config(gf: GGUFFile) -> ModelConfig:
     """Build the ModelConfig from the file's `gpt-oss.*` keys and tensor shapes."""
     path = str(gf.path)
+    md = gf.metadata
+    if "general.architecture" not in md:
+        raise ModelFileError(f"{path}: missing metadata key general.architecture")
     arch = gf.architecture
     if arch is None:
-        raise ModelFileError(f"{path}: missing metadata key general.architecture")
+        raise ModelFileError(
+            f"{path}: metadata key general.architecture must be a string, got {_describe(md['general.architecture'])}"
+        )
     if arch != ARCH:
         raise ModelFileError(f"{path}: model architecture is {arch!r}, gptoss runs only {ARCH!r}")
-    md = gf.metadata
     missing = [f"{ARCH}.{k}" for k in REQUIRED_KEYS if f"{ARCH}.{k}" not in md]
     if missing:
         raise ModelFileError(f"{path}: missing metadata key{'s' if len(missing) > 1 else ''} {', '.join(missing)}")
@@ -91,39 +131,43 @@ def read_config(gf: GGUFFile) -> ModelConfig:
     embd_shape = gf.tensors["token_embd.weight"].shape
     if len(embd_shape) != 2:
         raise ModelFileError(f"{path}: tensor token_embd.weight has shape {embd_shape}, expected 2 dims")
-    n_heads = int(_key(md, path, "attention.head_count"))
-    hidden = int(_key(md, path, "embedding_length"))
-    ffn = md.get(f"{ARCH}.expert_feed_forward_length", md.get(f"{ARCH}.feed_forward_length"))
     scaling = md.get(f"{ARCH}.rope.scaling.type", "yarn")
-    if scaling not in ("yarn", "none"):
-        raise ModelFileError(f"{path}: rope scaling {scaling!r} is not supported (gpt-oss uses yarn)")
-    factor = float(_key(md, path, "rope.scaling.factor", 1.0)) if scaling == "yarn" else 1.0
+    if not isinstance(scaling, str) or scaling not in ("yarn", "none"):
+        raise ModelFileError(f"{path}: rope scaling {_describe(scaling)} is not supported (gpt-oss uses yarn)")
+
+    def integer(name: str, default: int | None = None) -> int:
+        return _key(md, path, name, default, integer=True)
+
+    def number(name: str, default: float | None = None) -> float:
+        return float(_key(md, path, name, default, integer=False))
+
     cfg = ModelConfig(
-        n_layers=int(_key(md, path, "block_count")),
-        n_experts=int(_key(md, path, "expert_count")),
-        n_experts_used=int(_key(md, path, "expert_used_count")),
-        hidden=hidden,
-        expert_ffn=int(ffn),
-        n_heads=n_heads,
-        n_kv_heads=int(_key(md, path, "attention.head_count_kv")),
-        head_dim=int(_key(md, path, "attention.key_length", 64)),
-        vocab_size=int(embd_shape[0]),
-        context_length=int(_key(md, path, "context_length")),
-        sliding_window=int(_key(md, path, "attention.sliding_window")),
-        rms_eps=float(_key(md, path, "attention.layer_norm_rms_epsilon")),
-        rope_base=float(_key(md, path, "rope.freq_base")),
-        rope_scaling_factor=factor,
-        rope_original_context=int(_key(md, path, "rope.scaling.original_context_length", 4096)),
-        yarn_beta_fast=float(_key(md, path, "rope.scaling.yarn_beta_fast", 32.0)),
-        yarn_beta_slow=float(_key(md, path, "rope.scaling.yarn_beta_slow", 1.0)),
+        n_layers=integer("block_count"),
+        n_experts=integer("expert_count"),
+        n_experts_used=integer("expert_used_count"),
+        hidden=integer("embedding_length"),
+        expert_ffn=integer("expert_feed_forward_length"),
+        n_heads=integer("attention.head_count"),
+        n_kv_heads=integer("attention.head_count_kv"),
+        head_dim=integer("attention.key_length", 64),
+        vocab_size=embd_shape[0],
+        context_length=integer("context_length"),
+        sliding_window=integer("attention.sliding_window"),
+        rms_eps=number("attention.layer_norm_rms_epsilon"),
+        rope_base=number("rope.freq_base"),
+        rope_scaling_factor=number("rope.scaling.factor", 1.0) if scaling == "yarn" else 1.0,
+        rope_original_context=integer("rope.scaling.original_context_length", 4096),
+        yarn_beta_fast=number("rope.scaling.yarn_beta_fast", 32.0),
+        yarn_beta_slow=number("rope.scaling.yarn_beta_slow", 1.0),
     )
-    value_length = md.get(f"{ARCH}.attention.value_length", cfg.head_dim)
+    value_length = integer("attention.value_length", cfg.head_dim)
     if value_length != cfg.head_dim:
         raise ModelFileError(f"{path}: attention.value_length {value_length} differs from key_length {cfg.head_dim}")
     try:
         cfg.validate()
     except ValueError as err:
         raise ModelFileError(f"{path}: {err}") from None
+    _check_tokenizer_keys(md, path, cfg.vocab_size)
     return cfg
 
 
@@ -156,9 +200,16 @@ class _Loader:
         info = self._info(name, tuple(shape))
         data = self.gf.tensor(name)
         if info.ggml_type == ggml_types.F32:
-            return data
-        flat = data.reshape(-1, data.shape[-1])
-        return dequantize(info.ggml_type, flat, shape[-1]).reshape(shape)
+            values = data
+        else:
+            flat = data.reshape(-1, data.shape[-1])
+            values = dequantize(info.ggml_type, flat, shape[-1]).reshape(shape)
+        # Norms, biases and sinks are a few KB even in the 120b: a NaN or infinity
+        # there is cheap to find here, and would otherwise make every logit NaN.
+        # (The [experts, ffn] biases are left to the forward pass's check: 100 MB in the 120b.)
+        if len(shape) == 1 and not np.isfinite(values).all():
+            raise ModelFileError(f"{self.path}: tensor {name} holds NaN or infinite values")
+        return values
 
     def layer(self, i: int) -> LayerWeights:
         c = self.cfg
@@ -189,6 +240,7 @@ class _Loader:
 
 def read_weights(gf: GGUFFile, cfg: ModelConfig) -> ModelWeights:
     """Validate and map every tensor the forward pass needs."""
+    _check_layer_count(gf, cfg)
     ld = _Loader(gf, cfg)
     return ModelWeights(
         token_embd=ld.matrix("token_embd.weight", cfg.vocab_size, cfg.hidden),
@@ -196,3 +248,14 @@ def read_weights(gf: GGUFFile, cfg: ModelConfig) -> ModelWeights:
         output=ld.matrix("output.weight", cfg.vocab_size, cfg.hidden),
         layers=tuple(ld.layer(i) for i in range(cfg.n_layers)),
     )
+
+
+def _check_layer_count(gf: GGUFFile, cfg: ModelConfig) -> None:
+    """A block_count below the file's layers would run a truncated network without a word."""
+    for name in gf.tensors:
+        if name.startswith("blk."):
+            layer = name.split(".", 2)[1]
+            if layer.isdigit() and int(layer) >= cfg.n_layers:
+                raise ModelFileError(
+                    f"{gf.path}: tensor {name} belongs to layer {layer}, but {ARCH}.block_count is {cfg.n_layers}"
+                )
