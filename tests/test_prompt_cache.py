@@ -59,16 +59,16 @@ def _write_entry(pc: PromptCache, arrays_of, *, digest: bytes | None = None, dro
 
 
 def _flip_byte_in_k0(path):
-    """Flip one byte in the middle of layer 0's keys in the file itself."""
+    """Flip one byte near the end of layer 0's keys (past the .npy header) in the file itself."""
     import zipfile
 
     with zipfile.ZipFile(path) as z:
         info = z.getinfo("k0.npy")
     data = bytearray(path.read_bytes())
-    name_len, extra_len = int.from_bytes(data[info.header_offset + 26: info.header_offset + 28], "little"), \
-        int.from_bytes(data[info.header_offset + 28: info.header_offset + 30], "little")
-    start = info.header_offset + 30 + name_len + extra_len
-    data[start + info.compress_size - 8] ^= 0x40  # in the array's data, past the .npy header
+    at = info.header_offset
+    name_len = int.from_bytes(data[at + 26: at + 28], "little")  # the local file header's lengths
+    extra_len = int.from_bytes(data[at + 28: at + 30], "little")
+    data[at + 30 + name_len + extra_len + info.compress_size - 8] ^= 0x40
     path.write_bytes(bytes(data))
 
 
