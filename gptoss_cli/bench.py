@@ -260,11 +260,11 @@ def bench_command(
     if layers is not None and layers < 1:
         raise OptionError(f"--layers must be >= 1, got {layers}")
     if synthetic:
-        from .registry import app_dir
+        from .app_paths import app_dir
 
         path = synthetic_model_path(synthetic, layers, app_dir() / "synthetic")
     else:
-        from .registry import resolve_model
+        from .model_names import resolve_model
 
         path = resolve_model(model)
     threads = default_threads_for_bench(threads)

@@ -59,8 +59,12 @@ class ParseRole(str, Enum):
     tool = "tool"
 
 
-# -m for the commands outside the Settings flow: the same flags and meaning as run's (options.py)
-ModelOption = typer.Option(None, *option("model").flags, help=option("model").help, show_default=False)
+# -m for the commands outside the Settings flow: the same flags and meaning as run's (options.py);
+# required where a command reads a model's tokenizer, optional (the default model) for bench
+ModelOption = typer.Option(..., *option("model").flags, help=option("model").help, show_default=False, metavar="MODEL")
+OptionalModelOption = typer.Option(
+    None, *option("model").flags, help=option("model").help, show_default=False, metavar="MODEL"
+)
 ThreadsOption = typer.Option(None, *option("threads").flags, help=help_text("threads", "run"), show_default=False)
 
 
@@ -82,7 +86,7 @@ def _root(
 @app.command("tokenize")
 def tokenize_cmd(
     text: Optional[str] = typer.Argument(None, help="Text to tokenize; '-' or nothing reads standard input."),
-    model: Optional[str] = ModelOption,
+    model: str = ModelOption,
     as_json: bool = typer.Option(False, "--json", help="Print one JSON array of ids."),
     jsonl: bool = typer.Option(
         False, "--jsonl", help="Read one JSON string per stdin line; print one JSON array per line."
@@ -100,7 +104,7 @@ def tokenize_cmd(
 @harmony_app.command("render")
 def harmony_render_cmd(
     conversation: str = typer.Argument(..., help="openai-harmony conversation JSON file ('-' for stdin)."),
-    model: Optional[str] = ModelOption,
+    model: str = ModelOption,
     as_json: bool = typer.Option(False, "--json", help="Print the token ids as a JSON array (the default)."),
     as_text: bool = typer.Option(False, "--text", help="Print the prompt text with special tokens spelled out."),
     role: RenderRole = typer.Option(
@@ -127,7 +131,7 @@ def harmony_render_cmd(
 @harmony_app.command("parse")
 def harmony_parse_cmd(
     tokens: str = typer.Argument(..., help="JSON array of completion token ids ('-' for stdin)."),
-    model: Optional[str] = ModelOption,
+    model: str = ModelOption,
     as_json: bool = typer.Option(False, "--json", help="Print the messages as openai-harmony JSON."),
     role: ParseRole = typer.Option(
         ParseRole.auto,
@@ -147,7 +151,7 @@ def models_cmd(
     as_json: bool = typer.Option(False, "--json", help="Print the list as JSON."),
 ) -> None:
     """List known models (models.toml) and downloaded files, with their local paths."""
-    from .registry import show_models
+    from .models_list import show_models
 
     show_models(as_json=as_json)
 
@@ -211,7 +215,7 @@ def chat_cmd(opts=None) -> None:
 
 @app.command("bench")
 def bench_cmd(
-    model: Optional[str] = ModelOption,
+    model: Optional[str] = OptionalModelOption,
     synthetic: Optional[str] = typer.Option(
         None, "--synthetic", help="Benchmark a random-weight model of a real shape instead: 20b or 120b (written once, cached)."
     ),

@@ -34,7 +34,7 @@ def compile_marker_dir() -> Path:
     except ImportError:
         import os
 
-        from .registry import user_cache_dir
+        from .app_paths import user_cache_dir
 
         env = os.environ.get("NUMBA_CACHE_DIR")
         return Path(env) / "gptoss" if env else user_cache_dir() / "numba"

@@ -87,6 +87,7 @@ class LoadedModel:
         context: int = 0,
         vocab_dir: Path | None = None,
         prompt_cache_dir: Path | None = None,
+        notice: Callable[[str], None] | None = None,
     ) -> None:
         self.path = path
         self.gguf = gguf
@@ -98,6 +99,7 @@ class LoadedModel:
         self.compile_s: float | None = None  # set when this start compiled the kernels
         self._vocab_dir = vocab_dir
         self._prompt_cache_dir = prompt_cache_dir
+        self._notice = notice  # told once when a cache entry was damaged and is rebuilt
 
     # -- parts built on first use ---------------------------------------------------
 
@@ -148,7 +150,7 @@ class LoadedModel:
             return None
         from .prompt_cache import PromptCache, model_key
 
-        return PromptCache(self._prompt_cache_dir, model_key(self.path, self.fingerprint))
+        return PromptCache(self._prompt_cache_dir, model_key(self.path, self.fingerprint), notice=self._notice)
 
     def _vocabulary(self):
         from . import vocab_cache
@@ -157,11 +159,11 @@ class LoadedModel:
         from .tokenizer_arrays import tokenizer_arrays_from_gguf
 
         key = model_key(self.path, "vocabulary")
-        parts = vocab_cache.load(self._vocab_dir, key) if self._vocab_dir is not None else None
+        parts = vocab_cache.load(self._vocab_dir, key, notice=self._notice) if self._vocab_dir is not None else None
         if parts is None:
             parts = vocab_parts(tokenizer_arrays_from_gguf(self.gguf, with_merges=False))
             if self._vocab_dir is not None:
-                vocab_cache.save(self._vocab_dir, key, parts)
+                vocab_cache.save(self._vocab_dir, key, parts, notice=self._notice)
         return parts
 
     # -- the language-model interface ---------------------------------------------------
@@ -240,9 +242,10 @@ def load_model(
     prefixes in prompt_cache.default_dir(), a path puts them there, False
     keeps none. warm_up=True builds the tokenizer now and compiles the kernels
     if they never ran here (load_s counts the file and the tokenizer; the
-    compile's seconds are compile_s).
+    compile's seconds are compile_s). notice() is told about a slow first
+    compile and about a damaged cache entry that is deleted and rebuilt.
     """
-    from .registry import resolve_model
+    from .model_names import resolve_model
 
     t0 = time.perf_counter()
     path = resolve_model(None if model is None else str(model))
@@ -250,7 +253,7 @@ def load_model(
     try:
         cache_dir = _cache_dir(prompt_cache)
         if not weights:
-            lm = LoadedModel(path, gguf, vocab_dir=cache_dir)
+            lm = LoadedModel(path, gguf, vocab_dir=cache_dir, notice=notice)
         else:
             from .weights import read_config, read_weights
 
@@ -259,7 +262,7 @@ def load_model(
             ctx = _checked_context(context, config.context_length)
             lm = LoadedModel(
                 path, gguf, config=config, weights=read_weights(gguf, config), threads=n_threads, context=ctx,
-                vocab_dir=cache_dir, prompt_cache_dir=cache_dir,
+                vocab_dir=cache_dir, prompt_cache_dir=cache_dir, notice=notice,
             )
             lm._apply_threads()
         if warm_up:

@@ -100,7 +100,7 @@ def resolve_model(spec: str | None) -> Path:
         if local is not None:
             return local
         if _looks_like_path(spec):
-            raise ModelFileError(f"{spec}: file not found")  # as gguf_file words it
+            raise ModelFileError(f"no such file: {spec} (model file not found)")
         names = ", ".join(n for e in entries for n in (e.name, *e.aliases))
         raise ModelFileError(
             f"unknown model '{spec}': not a file, not a known model name ({names}) "

@@ -1,13 +1,14 @@
-"""The options of `run` and `chat` (and -m / -t of the other commands), each declared once.
+"""The options of `run`, `chat` and `serve` (and -m / -t of the other commands), each declared once.
 
 One `Option` per setting holds its type, built-in default, flags, help, rule
 and which commands take it. From that one table come:
 
 - `Settings`, the dataclass every command's options travel in (None: not given);
-- `resolve()`: a value not given on the command line comes from config.toml
-  (`[run]`), else the built-in default, and every value is checked by the
-  same rule, whichever place it came from;
-- `config_types()`: the `[run]` table's schema (gptoss_cli.user_config);
+- `resolve()`: a value not given on the command line comes from its
+  environment variable or config.toml (`[run]`; serve reads `[serve]` first),
+  else the built-in default, and every value is checked by the same rule,
+  whichever place it came from;
+- `config_types()`: the schema of those tables (gptoss_cli.user_config);
 - `cli_options()`: the Typer parameters of a command, flags and help text;
 - `sampling_params()`: the sampler's settings;
 - chat's `/set` keys (`SET_KEYS`), their aliases and their descriptions.
@@ -35,6 +36,9 @@ __all__ = [
     "flag_of",
     "option",
     "help_text",
+    "RUN",
+    "CHAT",
+    "SERVE",
 ]
 
 Check = Callable[[Any], Optional[str]]
@@ -74,46 +78,49 @@ class Option:
     show_default: bool = True
     unset: str = ""  # what no value means, for the help text ("no limit")
     metavar: str = ""  # the value's placeholder in the help (default: N, X or TEXT by type)
+    env: str | None = None  # an environment variable that gives the value when no flag does
 
     def default_of(self, command: str) -> Any:
         return self.default_for.get(command, self.default)
 
 
-RUN, CHAT = "run", "chat"
+RUN, CHAT, SERVE = "run", "chat", "serve"
 _GEN = frozenset({RUN, CHAT})
+_ALL = frozenset({RUN, CHAT, SERVE})
+_PORT = (lambda v: None if 1 <= v <= 65535 else f"{v} (must be a TCP port, 1 .. 65535)")
 
 OPTIONS: tuple[Option, ...] = (
     Option("model", str, None, ("-m", "--model"), "GGUF path, or a model name or alias (see: gptoss models).",
-           _GEN, config=False, show_default=False, metavar="MODEL"),
+           _ALL, config=False, show_default=False, metavar="MODEL"),
     Option("file", str, None, ("-f", "--file"), "Read the prompt (after PROMPT) from a file; '-' for stdin.",
            frozenset({RUN}), config=False, show_default=False, metavar="FILE"),
     Option("system", str, None, ("--system",), "Developer instructions (the developer message).", _GEN,
            set_key="system", set_aliases=("instructions",),
            set_help="text for the developer message; nothing clears it", show_default=False),
     Option("reasoning_effort", str, "medium", ("-r", "--reasoning-effort"),
-           "How much the model reasons before answering: low, medium or high.", _GEN, choices=("low", "medium", "high"),
+           "How much the model reasons before answering: low, medium or high.", _ALL, choices=("low", "medium", "high"),
            set_key="reasoning", set_aliases=("reasoning_effort", "effort"), set_help="low | medium | high",
            metavar="LEVEL"),
-    Option("max_tokens", int, None, ("-n", "--max-tokens"), "Stop after this many tokens.", _GEN,
+    Option("max_tokens", int, None, ("-n", "--max-tokens"), "Stop after this many tokens.", _ALL,
            check=_at_least_one, help_for={CHAT: "Stop each reply after this many tokens."}, unset="no limit",
            set_key="max_tokens", set_aliases=("n", "max"), set_help="integer >= 1, or 'none' for no limit"),
-    Option("ctx_size", int, None, ("-c", "--ctx-size"), "Context size in tokens.", _GEN,
+    Option("ctx_size", int, None, ("-c", "--ctx-size"), "Context size in tokens.", _ALL,
            check=_at_least_one, unset="the model's"),
-    Option("threads", int, None, ("-t", "--threads"), "CPU threads.", _GEN, check=_at_least_one,
+    Option("threads", int, None, ("-t", "--threads"), "CPU threads.", _ALL, check=_at_least_one,
            unset="all available"),
-    Option("temperature", float, 1.0, ("--temperature",), "Sampling temperature; 0 is greedy.", _GEN,
+    Option("temperature", float, 1.0, ("--temperature",), "Sampling temperature; 0 is greedy.", _ALL,
            check=_finite(lambda v: f"{v} (must be >= 0; 0 means greedy)" if v < 0 else None),
            set_key="temperature", set_aliases=("temp",), set_help="number >= 0 (0 is greedy)"),
-    Option("top_p", float, 1.0, ("--top-p",), "Nucleus sampling mass.", _GEN,
+    Option("top_p", float, 1.0, ("--top-p",), "Nucleus sampling mass.", _ALL,
            check=_finite(lambda v: None if 0.0 < v <= 1.0 else f"{v} (must be in (0, 1])"),
            set_key="top_p", set_help="number in (0, 1]"),
-    Option("top_k", int, 0, ("--top-k",), "Keep the k most likely tokens; 0 is off.", _GEN,
+    Option("top_k", int, 0, ("--top-k",), "Keep the k most likely tokens; 0 is off.", _ALL,
            check=lambda v: f"{v} (must be >= 0; 0 turns it off)" if v < 0 else None,
            set_key="top_k", set_help="integer >= 0 (0 is off)"),
-    Option("min_p", float, 0.0, ("--min-p",), "Drop tokens below this share of the top one.", _GEN,
+    Option("min_p", float, 0.0, ("--min-p",), "Drop tokens below this share of the top one.", _ALL,
            check=_finite(lambda v: None if 0.0 <= v <= 1.0 else f"{v} (must be in [0, 1])"),
            set_key="min_p", set_help="number in [0, 1]"),
-    Option("repeat_penalty", float, 1.0, ("--repeat-penalty",), "Penalty for recent tokens; 1 is off.", _GEN,
+    Option("repeat_penalty", float, 1.0, ("--repeat-penalty",), "Penalty for recent tokens; 1 is off.", _ALL,
            check=_finite(lambda v: f"{v} (must be > 0; 1 turns it off)" if v <= 0 else None),
            set_key="repeat_penalty", set_help="number > 0 (1 is off)"),
     Option("seed", int, None, ("--seed",), "Random seed: the same seed gives the same output.", _GEN,
@@ -128,12 +135,21 @@ OPTIONS: tuple[Option, ...] = (
            config=False, show_default=False),
     Option("jsonl", bool, False, ("--jsonl",), "Stream one JSON event per line.", frozenset({RUN}),
            config=False, show_default=False),
-    Option("verbose", bool, False, ("-v", "--verbose"), "Print load time and speeds to stderr.", _GEN,
+    Option("verbose", bool, False, ("-v", "--verbose"), "Print load time and speeds to stderr.", _ALL,
            config=False, help_for={CHAT: "Show the load time in the banner."}, show_default=False),
     Option("tools", str, None, ("--tools",), "JSON file of function tools (OpenAI tools format).", _GEN,
            config=False, show_default=False, metavar="FILE"),
     Option("prompt_cache", bool, True, ("--prompt-cache/--no-prompt-cache",),
-           "Reuse saved prompt prefixes (the system message, a repeated prompt) from the cache directory.", _GEN),
+           "Reuse saved prompt prefixes (the system message, a repeated prompt) from the cache directory.", _ALL),
+    Option("host", str, "127.0.0.1", ("--host",), "Address to listen on (anything but loopback wants --api-key).",
+           frozenset({SERVE}), metavar="ADDR"),
+    Option("port", int, 8080, ("--port",), "TCP port to listen on.", frozenset({SERVE}), check=_PORT),
+    Option("api_key", str, None, ("--api-key",), "Require 'Authorization: Bearer KEY' on every endpoint but /health.",
+           frozenset({SERVE}), env="GPTOSS_API_KEY", show_default=False, metavar="KEY"),
+    Option("parallel", int, 2, ("--parallel",), "Requests decoded together (slots), one forward pass per step.",
+           frozenset({SERVE}), check=_at_least_one),
+    Option("max_queue", int, 16, ("--max-queue",), "Requests that may wait for a slot; more get 429.",
+           frozenset({SERVE}), check=lambda v: f"{v} (must be >= 0)" if v < 0 else None),
 )
 
 _BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}
@@ -174,28 +190,48 @@ def problem(name: str, value: Any) -> str | None:
     return o.check(value) if o.check is not None else None
 
 
-def config_types() -> dict[str, type | tuple[type, ...]]:
-    """The [run] table of config.toml: option name -> the TOML types it accepts."""
-    return {o.name: (int, float) if o.type is float else o.type for o in OPTIONS if o.config}
+def config_types(table: str = RUN) -> dict[str, type | tuple[type, ...]]:
+    """A table of config.toml ([run]: run and chat, [serve]: serve): option name -> the TOML types it accepts."""
+    commands = _GEN if table == RUN else frozenset({SERVE})
+    return {o.name: (int, float) if o.type is float else o.type for o in OPTIONS if o.config and o.commands & commands}
+
+
+def _config_tables(command: str, config: dict[str, Any] | None) -> list[tuple[str, dict[str, Any]]]:
+    """The config tables `command` reads, first wins: serve reads [serve], then [run]."""
+    if config is not None:
+        return [(RUN, config)]
+    from .user_config import load_user_config
+
+    cfg = load_user_config()
+    tables = [(RUN, cfg.get(RUN, {}))]
+    if command == SERVE:
+        tables.insert(0, (SERVE, cfg.get(SERVE, {})))
+    return tables
 
 
 def resolve(command: str, given: Any, config: dict[str, Any] | None = None, config_where: str = "config.toml") -> Any:
-    """Complete `given` (a Settings) for `command`: flags, then the [run] table, then built-in defaults.
+    """Complete `given` (a Settings) for `command`: flags, then the environment variable, then
+    config.toml (`config`: the [run] table; default: read the user config), then built-in defaults.
 
-    Every value is checked by its option's rule; OptionError names the flag or
-    the config key it came from.
+    Every value is checked by its option's rule; OptionError names the flag, the variable or
+    the config key it came from. Options `command` does not take stay None.
     """
-    if config is None:
-        from .registry import run_defaults
+    import os
 
-        config = run_defaults()
+    tables = _config_tables(command, config)
     values: dict[str, Any] = {}
     for o in OPTIONS:
         value = getattr(given, o.name)
+        if command not in o.commands:
+            values[o.name] = value
+            continue
         where = f"invalid value for {flag_of(o.name)}"
-        if value is None and o.config and config.get(o.name) is not None:
-            value = config[o.name]
-            where = f"invalid value for {o.name} under [run] in {config_where}"
+        if value is None and o.env and os.environ.get(o.env):
+            value, where = os.environ[o.env], f"invalid value for {o.env}"
+        for table, entries in tables:
+            if value is None and o.config and entries.get(o.name) is not None:
+                value = entries[o.name]
+                where = f"invalid value for {o.name} under [{table}] in {config_where}"
         if value is None:
             value = o.default_of(command)
         why = problem(o.name, value)

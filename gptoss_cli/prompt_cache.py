@@ -43,7 +43,7 @@ Layers = list[tuple[np.ndarray, np.ndarray]]
 
 def default_dir() -> Path:
     """<$GPTOSS_HOME>/cache/prompts when GPTOSS_HOME is set, else $XDG_CACHE_HOME (~/.cache)/gptoss/prompts."""
-    from .registry import app_dir, user_cache_dir
+    from .app_paths import app_dir, user_cache_dir
 
     if os.environ.get("GPTOSS_HOME"):
         return app_dir() / "cache" / "prompts"

@@ -106,7 +106,7 @@ def shape_tokenizer(vocab_size: int):
     """The tokenizer a synthetic file of this vocabulary size carries: the real
     o200k_harmony one (from the bundled demo model) for gpt-oss's 201088 tokens,
     else :func:`synthetic_tokenizer`."""
-    from .registry import builtin_default_model
+    from .model_names import builtin_default_model
     from .tokenizer_arrays import O200K_VOCAB_SIZE, read_tokenizer_arrays
 
     demo = builtin_default_model()

@@ -25,34 +25,16 @@ from typing import Any, Mapping
 from .app_paths import config_path
 from .toml_file import ConfigError, read_toml
 
-__all__ = ["RUN_OPTION_CHOICES", "RUN_OPTION_TYPES", "check_run_table", "load_user_config", "run_defaults"]
+__all__ = ["check_option_table", "load_user_config", "run_defaults"]
 
 OptionType = type | tuple[type, ...]
 
-#: run options the user config may set under [run], with their types. The one list
-#: check_run_table reads; (int, float) means "a number", stored as a float.
-RUN_OPTION_TYPES: dict[str, OptionType] = {
-    "threads": int,
-    "ctx_size": int,
-    "max_tokens": int,
-    "temperature": (int, float),
-    "top_p": (int, float),
-    "top_k": int,
-    "min_p": (int, float),
-    "repeat_penalty": (int, float),
-    "seed": int,
-    "reasoning_effort": str,
-    "system": str,
-    "show_reasoning": bool,
-    "prompt_cache": bool,
-}
+#: the option tables: [run] for run and chat, [serve] for serve (their keys: gptoss_cli.options)
+OPTION_TABLES = ("run", "serve")
 
-#: run options whose value must be one of a few words.
-RUN_OPTION_CHOICES: dict[str, tuple[str, ...]] = {
-    "reasoning_effort": ("low", "medium", "high"),
+_TOP_LEVEL_TYPES: dict[str, OptionType] = {
+    "default_model": str, "models_dir": str, "offline": bool, "run": dict, "serve": dict,
 }
-
-_TOP_LEVEL_TYPES: dict[str, OptionType] = {"default_model": str, "models_dir": str, "offline": bool, "run": dict}
 
 _TYPE_WORDS = {int: "an integer", str: "a string", bool: "true or false", dict: "a table"}
 
@@ -82,23 +64,21 @@ def _checked_keys(
     return out
 
 
-def check_run_table(
-    raw: Mapping[str, Any], path: Path, types: Mapping[str, OptionType] = RUN_OPTION_TYPES
-) -> dict[str, Any]:
-    """The [run] table checked against `types`: keys with underscores, numbers as floats.
+def check_option_table(raw: Mapping[str, Any], path: Path, table: str = "run") -> dict[str, Any]:
+    """An option table ([run] or [serve]) checked: keys with underscores, each an option of
+    that table (gptoss_cli.options) of the right type and within its option's rule (the rule
+    its flag has too), numbers as floats. Raises one ConfigError line otherwise."""
+    from .options import config_types, problem
 
-    Raises ConfigError for an unknown option, a value of the wrong type, or a word
-    outside its choices.
-    """
-    run = _checked_keys(raw, types, path, "run.", "unknown run option '{key}' in [run] (known: {known})")
-    for k, value in run.items():
-        choices = RUN_OPTION_CHOICES.get(k)
-        if choices and value not in choices:
-            words = ", ".join(choices[:-1]) + f" or {choices[-1]}"
-            raise ConfigError(f"{path}: 'run.{k}' must be {words}, not {value!r}")
+    types = config_types(table)
+    out = _checked_keys(raw, types, path, f"{table}.", f"unknown {table} option '{{key}}' in [{table}] (known: {{known}})")
+    for k, value in out.items():
+        why = problem(k, value)
+        if why is not None:
+            raise ConfigError(f"{path}: '{table}.{k}' is impossible: {why}")
         if types[k] == (int, float):
-            run[k] = float(value)
-    return run
+            out[k] = float(value)
+    return out
 
 
 def load_user_config() -> dict[str, Any]:
@@ -110,14 +90,15 @@ def load_user_config() -> dict[str, Any]:
         return {}
     cfg = _checked_keys(raw, _TOP_LEVEL_TYPES, path, "",
                         "unknown key '{key}' (known: {known}; run options go under [run])")
-    cfg["run"] = check_run_table(cfg.get("run", {}), path)
+    for table in OPTION_TABLES:
+        cfg[table] = check_option_table(cfg.get(table, {}), path, table)
     return cfg
 
 
 def run_defaults() -> dict[str, Any]:
     """Default options for `gptoss run` / `chat` from the user config's [run] table.
 
-    Keys are the option names with underscores (see RUN_OPTION_TYPES); only keys
+    Keys are the option names with underscores (gptoss_cli.options); only keys
     the user set are present. Command-line options win over these.
     """
     return dict(load_user_config().get("run", {}))

@@ -26,7 +26,7 @@ def _bench(*args: str, home: Path) -> subprocess.CompletedProcess:
 def test_bench_tiny_model_json(tmp_path):
     model = build_tiny_model(TinySpec(n_layers=2, n_experts=4, top_k=2, hidden=64, expert_ffn=64, n_heads=4,
                                       n_kv_heads=2, head_dim=16, vocab=256, sliding_window=8, seed=9), tmp_path)
-    p = _bench("-m", str(model.gguf_path), "--pp", "16", "--tg", "4", "-r", "2", "-t", "1", "--json", home=tmp_path)
+    p = _bench("-m", str(model.gguf_path), "--pp", "16", "--tg", "4", "--reps", "2", "-t", "1", "--json", home=tmp_path)
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
     assert KEYS <= out.keys()
@@ -35,11 +35,11 @@ def test_bench_tiny_model_json(tmp_path):
 
 
 def test_bench_synthetic_markdown_and_csv(tmp_path):
-    p = _bench("--synthetic", "mini", "--pp", "8", "--tg", "2", "-r", "1", "-t", "1", "--ctx-depth", "4", home=tmp_path)
+    p = _bench("--synthetic", "mini", "--pp", "8", "--tg", "2", "--reps", "1", "-t", "1", "--ctx-depth", "4", home=tmp_path)
     assert p.returncode == 0, p.stderr
     assert "| gptoss | 1 | 8 | 2 | 4 |" in p.stdout
     assert (tmp_path / "synthetic" / "synthetic-mini-2l-q8_0.gguf").exists()
-    p = _bench("--synthetic", "mini", "--pp", "8", "--tg", "2", "-r", "1", "-t", "1", "--csv", home=tmp_path)
+    p = _bench("--synthetic", "mini", "--pp", "8", "--tg", "2", "--reps", "1", "-t", "1", "--csv", home=tmp_path)
     assert p.returncode == 0 and p.stdout.startswith("engine,threads,pp,tg")
 
 
@@ -93,7 +93,7 @@ def test_rounds_alternate_the_engines_and_report_each_ratio():
 
 
 def test_rounds_without_llama_cpp(tmp_path):
-    p = _bench("--synthetic", "mini", "--pp", "4", "--tg", "2", "-r", "1", "-t", "1", "--rounds", "2", "--json",
+    p = _bench("--synthetic", "mini", "--pp", "4", "--tg", "2", "--reps", "1", "-t", "1", "--rounds", "2", "--json",
                home=tmp_path)
     assert p.returncode == 0, p.stderr
     out = json.loads(p.stdout)
@@ -105,7 +105,7 @@ def test_synthetic_file_of_gpt_oss_vocabulary_tokenizes_like_gpt_oss(tmp_path):
     has the real model's length; other sizes keep the stand-in byte-level tokenizer."""
     from dataclasses import replace
 
-    from gptoss_cli.registry import builtin_default_model
+    from gptoss_cli.model_names import builtin_default_model
     from gptoss_cli.synthetic import shape_config, write_synthetic_gguf
 
     cfg = replace(shape_config("20b"), n_layers=1, hidden=64, expert_ffn=64, n_experts=4, n_heads=4, n_kv_heads=2)

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from gguf import GGMLQuantizationType as QT
 
-from gptoss_cli.registry import builtin_default_model
+from gptoss_cli.model_names import builtin_default_model
 
 GPTOSS = str(Path(sys.executable).with_name("gptoss"))
 DEMO = Path(__file__).resolve().parent.parent / "gptoss_cli" / "data" / "demo.gguf"

@@ -9,14 +9,14 @@ bench() { local name=$1; shift; echo "== $name: gptoss bench $*" >&2
   gptoss bench -t 2 --vs-llama-cpp --llama-python "$LLAMA_PY" --json "$@" > "docs/bench/$name.json"; }
 run() {
   case $1 in
-    20b-pp128-tg32) bench "$1" --synthetic 20b --pp 128 --tg 32 -r 2 --rounds 3 ;;
-    20b-pp32)       bench "$1" --synthetic 20b --pp 32 --tg 0 -r 2 --rounds 3 ;;
-    20b-pp512)      bench "$1" --synthetic 20b --pp 512 --tg 0 -r 1 --rounds 3 ;;
-    20b-2l-depth0)     bench "$1" --synthetic 20b --layers 2 --pp 0 --tg 32 -r 2 --rounds 2 --ctx-depth 0 ;;
-    20b-2l-depth4096)  bench "$1" --synthetic 20b --layers 2 --pp 0 --tg 32 -r 2 --rounds 2 --ctx-depth 4096 ;;
-    20b-2l-depth32768) bench "$1" --synthetic 20b --layers 2 --pp 0 --tg 32 -r 1 --rounds 2 --ctx-depth 32768 ;;
-    120b-2l-tg32)   bench "$1" --synthetic 120b --layers 2 --pp 0 --tg 32 -r 2 --rounds 2 ;;
-    120b-4l-tg32)   bench "$1" --synthetic 120b --layers 4 --pp 0 --tg 32 -r 2 --rounds 3 ;;
+    20b-pp128-tg32) bench "$1" --synthetic 20b --pp 128 --tg 32 --reps 2 --rounds 3 ;;
+    20b-pp32)       bench "$1" --synthetic 20b --pp 32 --tg 0 --reps 2 --rounds 3 ;;
+    20b-pp512)      bench "$1" --synthetic 20b --pp 512 --tg 0 --reps 1 --rounds 3 ;;
+    20b-2l-depth0)     bench "$1" --synthetic 20b --layers 2 --pp 0 --tg 32 --reps 2 --rounds 2 --ctx-depth 0 ;;
+    20b-2l-depth4096)  bench "$1" --synthetic 20b --layers 2 --pp 0 --tg 32 --reps 2 --rounds 2 --ctx-depth 4096 ;;
+    20b-2l-depth32768) bench "$1" --synthetic 20b --layers 2 --pp 0 --tg 32 --reps 1 --rounds 2 --ctx-depth 32768 ;;
+    120b-2l-tg32)   bench "$1" --synthetic 120b --layers 2 --pp 0 --tg 32 --reps 2 --rounds 2 ;;
+    120b-4l-tg32)   bench "$1" --synthetic 120b --layers 4 --pp 0 --tg 32 --reps 2 --rounds 3 ;;
     *) echo "unknown run $1" >&2; exit 2 ;;
   esac
 }

@@ -21,14 +21,15 @@ __all__ = ["chat", "history_path", "model_facts", "is_demo_model"]
 
 
 def history_path() -> Path:
-    from ..registry import app_dir
+    from ..app_paths import app_dir
 
     return app_dir() / "chat_history"
 
 
 def is_demo_model(path: Path) -> bool:
     """True when `path` is the built-in demo model (or a models.toml entry marked demo = true)."""
-    from ..registry import builtin_default_model, load_models
+    from ..catalogue import load_models
+    from ..model_names import builtin_default_model
 
     try:
         target = path.resolve()
@@ -88,7 +89,7 @@ def _display_name(spec: str | None, path: Path) -> str:
     """The models.toml name when -m named a known model, else the file name."""
     if spec and not Path(spec).expanduser().exists():
         try:
-            from ..registry import find_model
+            from ..catalogue import find_model
 
             entry = find_model(spec)
         except Exception:  # a broken models.toml: `gptoss models` reports it
