@@ -172,7 +172,8 @@ class Generator:
                 continue
             try:
                 self.cache.load_snapshot(p, layers)
-            except ValueError:  # saved with another context size or shape
+            except ValueError:  # saved with another context size or shape: make room for this one's
+                pc.discard(prompt[:p])
                 continue
             self._cached = list(prompt[:p])
             self._cache_valid = True
