@@ -54,7 +54,7 @@ from .harmony.render import HarmonyEncoding
 from .prompt_cache import PromptCache, save_points
 from .sampling import Sampler, SamplingParams
 
-__all__ = ["LanguageModel", "Cache", "Generator", "Generation", "advance_together"]
+__all__ = ["LanguageModel", "Cache", "TokenConstraint", "Generator", "Generation", "advance_together"]
 
 
 class Cache(Protocol):
@@ -84,6 +84,19 @@ class LanguageModel(Protocol):
     def new_cache(self, context: int | None = None) -> Cache: ...
 
     def forward(self, tokens: Sequence[int], cache: Cache) -> np.ndarray: ...  # last token's logits [vocab]
+
+
+class TokenConstraint(Protocol):
+    """Limits which tokens may come next (structured output); sees every completion token.
+
+    `allowed()` is a boolean mask over the vocabulary, or None when any token may
+    come (e.g. on the analysis channel); the sampler draws only from allowed
+    tokens. `consume(token)` moves it past the token that was drawn.
+    """
+
+    def allowed(self) -> np.ndarray | None: ...
+
+    def consume(self, token: int) -> None: ...
 
 
 class Generator:
@@ -243,12 +256,14 @@ class Generator:
         *,
         max_tokens: int | None = None,
         role: Role | str = Role.ASSISTANT,
+        constraint: TokenConstraint | None = None,
     ) -> "Generation":
         """Start a completion of `prompt_ids` (iterate the result for events).
 
         sampling: SamplingParams (a fresh seeded Sampler) or a Sampler to keep
         its random state across turns. role: the role the prompt's last
-        `<|start|>` opened. Raises InputError at once when the prompt does not fit.
+        `<|start|>` opened. constraint: which tokens may come next (structured
+        output). Raises InputError at once when the prompt does not fit.
         """
         prompt = [int(t) for t in prompt_ids]
         self.check_prompt(prompt)
@@ -257,7 +272,7 @@ class Generator:
         if sampling is None:
             sampling = SamplingParams()
         sampler = sampling if isinstance(sampling, Sampler) else Sampler(sampling)
-        return Generation(self, prompt, sampler, max_tokens, role)
+        return Generation(self, prompt, sampler, max_tokens, role, constraint)
 
 
 def advance_together(steps: Sequence[tuple[Generator, list[int]]]) -> list[np.ndarray]:
@@ -287,8 +302,12 @@ def advance_together(steps: Sequence[tuple[Generator, list[int]]]) -> list[np.nd
 class Generation:
     """One completion: iterate it for events (a second loop continues the first); `result` is set when done."""
 
-    def __init__(self, generator: Generator, prompt: list[int], sampler: Sampler, max_tokens: int | None, role):
+    def __init__(
+        self, generator: Generator, prompt: list[int], sampler: Sampler, max_tokens: int | None, role,
+        constraint: TokenConstraint | None = None,
+    ):
         self.generator = generator
+        self.constraint = constraint
         self.prompt = prompt
         self.sampler = sampler
         self.max_tokens = max_tokens
@@ -390,7 +409,11 @@ class Generation:
         """Sample the next token from `logits`: its events, and the token to run through the
         model next, or None when the generation has ended (the events then end with Done)."""
         gen, r = self.generator, self._partial
-        t = self.sampler.sample(logits, self._history)
+        if self.constraint is None:
+            t = self.sampler.sample(logits, self._history)
+        else:
+            t = self.sampler.sample(logits, self._history, allowed=self.constraint.allowed())
+            self.constraint.consume(t)
         r.tokens.append(t)
         if not gen.tokenizer.is_special(t):
             self._history.append(t)
