@@ -266,3 +266,56 @@ def test_tool_call_in_a_terminal(home, o200k_gguf, tmp_path):
             child.terminate(force=True)
     roles = [(m["role"], m.get("name"), m.get("recipient")) for m in json.loads((tmp_path / "tool.json").read_text())["messages"]]
     assert roles[4:6] == [("assistant", None, "functions.get_weather"), ("tool", "functions.get_weather", "assistant")]
+
+
+SLOW_DRIVER = """
+import sys, time
+sys.path.insert(0, {tests!r})
+from rich.console import Console
+from gptoss_cli.chat.commands import ChatController
+from gptoss_cli.chat.repl import TerminalUI, run_loop
+from gptoss_cli.chat.session import ChatSession
+from gptoss_cli.generation import Generator
+from gptoss_cli.harmony import HarmonyEncoding
+from gptoss_cli.tokenizer import Tokenizer
+from test_chat import TurnModel
+
+class Slow(TurnModel):
+    def forward(self, ids, cache, all_logits=False):
+        time.sleep(0.15)  # slow enough to type during the reply
+        return super().forward(ids, cache, all_logits)
+
+ANSWER = "<|channel|>final<|message|>" + " ".join(["word"] * 30) + " END<|return|>"
+enc = HarmonyEncoding(Tokenizer.from_gguf({gguf!r}))
+session = ChatSession(Generator(Slow(enc, ANSWER), enc))
+ui = TerminalUI(Console(highlight=False), None, context=4096)
+sys.exit(run_loop(ChatController(session, ui, [("model", "slow-scripted")]), ui))
+"""
+
+
+def test_keys_typed_during_a_reply_wait_for_the_next_prompt(home, o200k_gguf, tmp_path):
+    """Typing '/show' and Enter while the reply streams: nothing is echoed into the reply, nothing
+    runs, and the next prompt starts with '/show' typed in; Enter then runs it once."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(SLOW_DRIVER.format(tests=str(Path(__file__).parent), gguf=str(o200k_gguf)))
+    child = pexpect.spawn(sys.executable, [str(driver)], env=_env(home), encoding="utf-8", dimensions=(40, 120),
+                          timeout=60)
+    try:
+        child.expect(PROMPT)
+        child.send("Say words\r")
+        child.expect("word")  # the reply is streaming
+        child.send("/show\r")
+        child.expect(r"reply \d+ tok")
+        during = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", child.before)
+        assert "END" in during and "/show" not in during and "slow-scripted" not in during
+        child.expect(PROMPT)
+        child.expect("/show")  # the next prompt holds what was typed ...
+        assert child.expect(["slow-scripted", pexpect.TIMEOUT], timeout=2) == 1  # ... not yet sent
+        child.send("\r")
+        child.expect("slow-scripted")  # now /show runs
+        child.expect(PROMPT)
+        child.send("/exit\r")
+        assert _finish(child) == 0
+    finally:
+        if child.isalive():
+            child.terminate(force=True)

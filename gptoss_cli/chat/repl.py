@@ -20,6 +20,7 @@ from ..harmony.model import Role
 from .commands import COMMANDS, ExitChat, strip_triple_quotes, triple_quote_open
 from .render import PlainReplyView, RichReplyView
 from .session import SETTING_KEYS, ChatSession
+from .typeahead import TypeAhead
 
 __all__ = ["TerminalUI", "PlainUI", "SlashCompleter", "run_loop"]
 
@@ -136,6 +137,27 @@ def _key_bindings():
 # -- the terminal UI ----------------------------------------------------------------------------------
 
 
+class _HoldingKeys:
+    """A reply view that keeps typed keys off the screen from its first event to its last."""
+
+    def __init__(self, view: Any, typeahead: TypeAhead) -> None:
+        self._view = view
+        self._typeahead = typeahead
+
+    def begin(self, prompt_tokens: int) -> None:
+        self._typeahead.start()
+        self._view.begin(prompt_tokens)
+
+    def event(self, ev: Any) -> None:
+        self._view.event(ev)
+
+    def finish(self, result: Any) -> None:
+        try:
+            self._view.finish(result)
+        finally:
+            self._typeahead.stop()
+
+
 class TerminalUI:
     def __init__(self, console, history_path: Path | None = None, *, context: int | None = None,
                  input: Any = None, output: Any = None):
@@ -160,6 +182,7 @@ class TerminalUI:
                                      reserve_space_for_menu=6, auto_suggest=AutoSuggestFromHistory(), **common)
         self._tool_prompt = PromptSession(history=InMemoryHistory(), **common)
         self._ctrl_c = False
+        self._typeahead = TypeAhead()  # keys typed during a reply wait for the next prompt
 
     @staticmethod
     def _continuation(width: int, line_number: int, is_soft_wrap: bool) -> str:
@@ -176,7 +199,7 @@ class TerminalUI:
         """The next input; EOFError when the user leaves (Ctrl-D, or Ctrl-C twice)."""
         while True:
             try:
-                text = self._prompt.prompt([("bold", PROMPT)])
+                text = self._prompt.prompt([("bold", PROMPT)], default=self._typeahead.take())
             except KeyboardInterrupt:
                 if self._ctrl_c:
                     raise EOFError from None
@@ -190,7 +213,8 @@ class TerminalUI:
         self._text(f"{call.recipient} needs a result: type it (JSON or text), or /skip", "yellow")
         while True:
             try:
-                text = self._tool_prompt.prompt([("bold ansiyellow", f"{call.name} result> ")])
+                text = self._tool_prompt.prompt([("bold ansiyellow", f"{call.name} result> ")],
+                                                default=self._typeahead.take())
             except KeyboardInterrupt:
                 return None
             except EOFError:
@@ -224,7 +248,8 @@ class TerminalUI:
         self._text('/help for commands · Alt-Enter or """ for several lines · Ctrl-D to leave', "dim")
 
     def reply_view(self, show_reasoning: bool):
-        return RichReplyView(self.console, show_reasoning=show_reasoning, context=self.context)
+        return _HoldingKeys(RichReplyView(self.console, show_reasoning=show_reasoning, context=self.context),
+                            self._typeahead)
 
     def info(self, text: str) -> None:
         self._text(text, "cyan")
@@ -265,7 +290,7 @@ class TerminalUI:
             self.console.print(t)
 
     def goodbye(self) -> None:
-        pass
+        self._typeahead.stop()
 
 
 def _transcript_lines(session: ChatSession) -> list[tuple[str, str]]:
