@@ -1,7 +1,7 @@
 """o200k_harmony tokenizer built from a GGUF's tokenizer metadata.
 
 The GGUF stores the byte-pair tokens in GPT-2's byte-to-unicode spelling, with
-token id == byte-pair rank (DESIGN section 3). We turn the strings back into
+token id == byte-pair rank (docs/design.md §4.7). We turn the strings back into
 bytes, hand the ranks, the o200k pre-tokenization pattern and the special
 tokens to tiktoken (built in memory, nothing downloaded) and use it as the
 engine. The merges list is not needed: a rank-based BPE reproduces it.

@@ -1,4 +1,4 @@
-"""Offline o200k_harmony oracles for the tests (DESIGN section 5).
+"""Offline o200k_harmony oracles for the tests (docs/design.md §7).
 
 - `o200k_ranks()`: the genuine o200k_base byte-pair ranks from the bpe-openai wheel.
 - `tiktoken_oracle()`: tiktoken's o200k_harmony built in memory from those ranks.

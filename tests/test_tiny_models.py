@@ -191,7 +191,7 @@ def test_dequantized_file_equals_torch_parameters(tiny, dense):
 
 
 def test_mxfp4_layout_matches_design(tiny):
-    """Decode one expert tensor from the DESIGN.md description alone."""
+    """Decode one expert tensor from the format description alone (docs/design.md §4.4)."""
     tm = tiny("bf16")
     r = GGUFReader(tm.gguf_path)
     t = next(t for t in r.tensors if t.name == "blk.1.ffn_down_exps.weight")
@@ -205,7 +205,7 @@ def test_mxfp4_layout_matches_design(tiny):
 
 
 # ---------------------------------------------------------------------------
-# The torch model is the model of DESIGN section 2, and the weights matter
+# The torch model is the model of docs/design.md §2, and the weights matter
 # ---------------------------------------------------------------------------
 
 

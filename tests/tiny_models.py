@@ -305,7 +305,7 @@ def build_tiny_model(spec: TinySpec, out_dir: str | Path, *, tokenizer: Any = No
 
 
 # ---------------------------------------------------------------------------
-# An independent NumPy rendering of DESIGN.md section 2 (float64)
+# An independent NumPy rendering of docs/design.md §2 (float64)
 # ---------------------------------------------------------------------------
 
 
@@ -330,7 +330,7 @@ def numpy_reference_logits(
     round_dense: Callable[[np.ndarray], np.ndarray] | None = None,
     round_experts: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> np.ndarray:
-    """logits [T, vocab] from GGUF-named weights, following DESIGN section 2 literally.
+    """logits [T, vocab] from GGUF-named weights, following docs/design.md §2 literally.
 
     ``round_dense`` / ``round_experts``, when given, round the activations that enter the
     dense (attention and output) and expert products, to measure what a lower-precision

@@ -7,7 +7,7 @@ Q8_0 "vec_dot_type" for MXFP4 and Q8_0 weights: int8 codes, an fp16 scale of
 max|x|/127), or to bfloat16. This measures the parity metrics such a path would
 give (top-1 agreement and mean |error| / logit std against the exact reference,
 which equals transformers to ~1e-6), with everything else exact (float64, no f16 KV
-cache), so the rounding of x alone is measured. The bar (DESIGN.md, issue 2) is
+cache), so the rounding of x alone is measured. The bar (docs/design.md §7, issue 2) is
 top-1 >= 0.995 and mean |error| / std <= 2e-3.
 
     python docs/bench/activation_rounding.py      # from the repository root, test extras installed
