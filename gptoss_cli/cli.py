@@ -268,6 +268,25 @@ class QuantType(str, Enum):
     mxfp4 = "mxfp4"
 
 
+SplitMaxSizeOption = typer.Option(
+    None, "--split-max-size", metavar="SIZE",
+    help="Split the output into shards of at most SIZE of tensor data (e.g. 40G, 500M), named "
+    "OUT-0000K-of-0000N.gguf as llama.cpp's gguf-split writes them.",
+)
+
+
+def _size(text: str | None) -> int:
+    """--split-max-size as bytes (0: one file); a bad size is a usage error."""
+    if text is None:
+        return 0
+    from .byte_sizes import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError as e:
+        raise typer.BadParameter(str(e), param_hint="--split-max-size") from None
+
+
 @app.command("convert")
 def convert_cmd(
     src: str = typer.Argument(
@@ -280,11 +299,12 @@ def convert_cmd(
         "MXFP4 experts are always repacked as MXFP4.", case_sensitive=False,
     ),
     force: bool = typer.Option(False, "--force", help="Overwrite OUT if it exists."),
+    split_max_size: Optional[str] = SplitMaxSizeOption,
 ) -> None:
     """Convert a gpt-oss safetensors checkpoint to GGUF (as llama.cpp's converter does)."""
     from .convert.convert import convert_command
 
-    convert_command(src, out, outtype.value, force=force)
+    convert_command(src, out, outtype.value, force=force, split_max_size=_size(split_max_size))
 
 
 @app.command("quantize")
@@ -302,13 +322,15 @@ def quantize_cmd(
     embedding_type: Optional[QuantType] = typer.Option(
         None, "--token-embedding-type", case_sensitive=False, help="Type of token_embd.weight instead of TYPE.",
     ),
+    split_max_size: Optional[str] = SplitMaxSizeOption,
 ) -> None:
     """Re-encode a gpt-oss GGUF: dense weights to TYPE, norms/biases/router F32 (like llama-quantize)."""
     from .convert.quantize import quantize_command
 
     quantize_command(src, out, qtype.value, force=force,
                      output_type=output_type.value if output_type else None,
-                     embedding_type=embedding_type.value if embedding_type else None)
+                     embedding_type=embedding_type.value if embedding_type else None,
+                     split_max_size=_size(split_max_size))
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: every error is one line on stderr, never a traceback.

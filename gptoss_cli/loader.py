@@ -27,7 +27,7 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from .errors import ModelFileError, OptionError
-from .gguf_file import GGUFFile
+from .gguf_split import ModelFile, open_model_file
 
 __all__ = ["LoadedModel", "load_model", "default_threads"]
 
@@ -79,7 +79,7 @@ class LoadedModel:
     def __init__(
         self,
         path: Path,
-        gguf: GGUFFile,
+        gguf: ModelFile,
         *,
         config: Any = None,
         weights: Any = None,
@@ -90,7 +90,7 @@ class LoadedModel:
         notice: Callable[[str], None] | None = None,
     ) -> None:
         self.path = path
-        self.gguf = gguf
+        self.gguf = gguf  # a GGUFFile, or a SplitGGUF over every shard of a split model
         self.config = config  # gptoss_cli.config.ModelConfig; None when opened for the tokenizer only
         self._weights = weights
         self.threads = threads
@@ -237,6 +237,8 @@ def load_model(
 ) -> LoadedModel:
     """Open a gpt-oss GGUF given by path, model name or alias (None: the default model).
 
+    A split model (NAME-0000K-of-0000N.gguf) opens from any of its shards.
+
     weights=False opens the file for its tokenizer alone (no weight checks, no
     Numba). prompt_cache: True keeps the vocabulary and snapshots of prompt
     prefixes in prompt_cache.default_dir(), a path puts them there, False
@@ -249,7 +251,8 @@ def load_model(
 
     t0 = time.perf_counter()
     path = resolve_model(None if model is None else str(model))
-    gguf = GGUFFile(path)
+    gguf = open_model_file(path)
+    path = gguf.path  # a split model is known by its first shard
     try:
         cache_dir = _cache_dir(prompt_cache)
         if not weights:

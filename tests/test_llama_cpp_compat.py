@@ -154,3 +154,29 @@ def test_quantize_equals_llama_quantize(setup):
     assert p.returncode == 0, p.stderr[-3000:]
     quantize_gguf(src, ours, "q8_0", force=True, progress=False, fsync=False)
     assert _same_file_contents(ours, theirs) == []
+
+
+def test_llama_cpp_loads_our_split_files(setup):
+    """convert --split-max-size and quantize --split-max-size write shards llama.cpp opens from the first
+    one, with logits identical to the unsplit file's."""
+    tm, ckpt, root = setup
+    whole = root / "ours-auto.gguf"
+    if not whole.exists():
+        convert_checkpoint(ckpt, whole, "auto", progress=False, fsync=False)
+    (root / "conv-split").mkdir(exist_ok=True)
+    (root / "quant-split").mkdir(exist_ok=True)
+    conv = convert_checkpoint(ckpt, root / "conv-split" / "m.gguf", "auto", force=True, progress=False, fsync=False,
+                              split_max_size=2_000_000).path
+    quant = quantize_gguf(whole, root / "quant-split" / "m.gguf", "q8_0", force=True, progress=False, fsync=False,
+                          split_max_size=2_000_000).path
+    unsplit_q = root / "ours-quantized-q8_0.gguf"
+    if not unsplit_q.exists():
+        quantize_gguf(whole, unsplit_q, "q8_0", force=True, progress=False, fsync=False)
+    assert conv.name.endswith("-00001-of-" + conv.name[-10:]) and len(list(conv.parent.glob("m-*.gguf"))) > 1
+    ids = np.random.default_rng(2).integers(0, 199998, 32).tolist()
+    files = [whole, conv, unsplit_q, quant]
+    p = subprocess.run([LLAMA_PYTHON, "-c", _LLAMA_SCRIPT, json.dumps(ids), *map(str, files)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    L = [np.load(str(f) + ".llama.npy") for f in files]
+    assert np.array_equal(L[0], L[1]) and np.array_equal(L[2], L[3])

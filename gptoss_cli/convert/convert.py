@@ -27,6 +27,7 @@ from pathlib import Path
 from gguf import GGMLQuantizationType as QT
 
 from ..errors import OptionError
+from ..gguf_split import shard_paths, shards_note
 from .errors import ConvertError
 from .gguf_writer import (
     DENSE_TYPES,
@@ -120,6 +121,7 @@ def convert_checkpoint(
     force: bool = False,
     progress: bool = True,
     fsync: bool = True,
+    split_max_size: int = 0,
 ) -> ConvertResult:
     """Convert a gpt-oss checkpoint folder (HF or original layout) to a GGUF file at `out`."""
     if outtype not in OUTTYPES:
@@ -169,9 +171,9 @@ def convert_checkpoint(
                 + (" (quantized, bit-identical to gguf.quants)" if expert_qt == QT.MXFP4 else "")
             )
         try:
-            write_gpt_oss_gguf(
+            first = write_gpt_oss_gguf(
                 out, cfg, tensors, tokenizer=tok, name=plan.name, file_type=file_type,
-                yarn_betas=plan.yarn_betas, fsync=fsync, progress=bar.advance,
+                yarn_betas=plan.yarn_betas, fsync=fsync, progress=bar.advance, split_max_size=split_max_size,
             )
         except OSError as err:
             raise ConvertError(f"{out}: cannot write ({err.strerror or err})") from None
@@ -179,10 +181,10 @@ def convert_checkpoint(
             for f in _checkpoint_files(plan):
                 f.close()
     return ConvertResult(
-        path=out,
+        path=first,
         layout=plan.layout,
         n_tensors=len(tensors),
-        nbytes=out.stat().st_size,
+        nbytes=sum(p.stat().st_size for p in shard_paths(first)),
         seconds=bar.seconds,
         dense_type=DENSE_TYPES[dense].name,
         expert_type=expert_qt.name,
@@ -195,13 +197,13 @@ def _checkpoint_files(plan: Plan):
     return list(plan.checkpoint.files.values()) if plan.checkpoint is not None else []
 
 
-def convert_command(src: str, out: str, outtype: str = "auto", force: bool = False) -> None:
+def convert_command(src: str, out: str, outtype: str = "auto", force: bool = False, split_max_size: int = 0) -> None:
     """The CLI's `convert`: convert and print a one-line summary to stderr."""
     import sys
 
-    r = convert_checkpoint(src, out, outtype, force=force, progress=True)
+    r = convert_checkpoint(src, out, outtype, force=force, progress=True, split_max_size=split_max_size)
     experts = f"experts {r.expert_type}" + (" (repacked)" if r.experts_repacked else "")
     sys.stderr.write(
-        f"gptoss: wrote {r.path} ({r.layout} layout, {r.n_tensors} tensors, {fmt_bytes(r.nbytes)}; "
+        f"gptoss: wrote {shards_note(r.path)} ({r.layout} layout, {r.n_tensors} tensors, {fmt_bytes(r.nbytes)}; "
         f"dense {r.dense_type}, {experts}) in {r.seconds:.1f} s\n"
     )

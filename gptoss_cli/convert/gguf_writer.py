@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Union
@@ -502,12 +503,18 @@ def _write_file(
     fsync: bool,
 ) -> Path:
     """Header, key/values, tensor table, then each tensor's data, into a temporary
-    file beside `path` that is renamed over it only when complete (atomic_path: also
-    removed on SIGTERM, and ones that killed runs left are swept)."""
-    # opened again by GGUFWriter with "wb", so the umask sets its mode as usual
-    with atomic_path(path) as tmp:
+    file beside `path` (one per shard when the writer splits, named as llama.cpp
+    names them) that is renamed over it only when every shard is complete
+    (atomic_path: also removed on SIGTERM, and ones that killed runs left are swept).
+    Returns the first shard's path (`path` itself when not split)."""
+    names = w.format_shard_names(path)
+    with ExitStack() as stack:
+        tmps = [stack.enter_context(atomic_path(n)) for n in names]
+        # opened again with "wb", so the umask sets their mode as usual; the writer finds them open
+        w.fout = [open(t, "wb") for t in tmps]
+        w.state = gguf.gguf_writer.WriterState.EMPTY
         try:
-            w.write_header_to_file(path=tmp)
+            w.write_header_to_file()
             w.write_kv_data_to_file()
             w.write_ti_data_to_file()
             for t in items:
@@ -530,7 +537,7 @@ def _write_file(
         except BaseException:
             w.close()
             raise
-    return path
+    return names[0]
 
 
 def write_gpt_oss_gguf(
@@ -545,8 +552,9 @@ def write_gpt_oss_gguf(
     extra_metadata: Iterable[tuple[str, Any, VT]] = (),
     fsync: bool = True,
     progress: ProgressFn | None = None,
+    split_max_size: int = 0,
 ) -> Path:
-    """Write a gpt-oss GGUF to `path`, atomically; return the path.
+    """Write a gpt-oss GGUF to `path`, atomically; return the path (of the first shard).
 
     `tensors` is consumed once to learn names, types and shapes (keep the data
     lazy, as callables, for large models); each tensor's data is then made and
@@ -556,13 +564,15 @@ def write_gpt_oss_gguf(
     padding_id, model, pre (and optionally unk_id, sep_id, mask_id, add_bos,
     add_eos, chat_template); None writes no tokenizer keys. `file_type`
     defaults to MOSTLY_MXFP4_MOE (38). `progress(name, n_bytes)` is called as
-    tensor data is written.
+    tensor data is written. `split_max_size` > 0 splits the file into shards of at
+    most that many bytes of tensor data (a larger tensor gets a shard of its own),
+    named and keyed as llama.cpp's converter writes them (NAME-0000K-of-0000N.gguf).
     """
     cfg.validate()
     path = Path(path)
     items = _check_items(tensors)
 
-    w = gguf.GGUFWriter(path=None, arch=ARCH)
+    w = gguf.GGUFWriter(path=None, arch=ARCH, split_max_size=split_max_size)
     w.add_type(gguf.GGUFType.MODEL)
     w.add_name(name)
     _add_tensor_infos(w, items)
@@ -589,21 +599,23 @@ def write_gguf(
     alignment: int | None = None,
     fsync: bool = True,
     progress: ProgressFn | None = None,
+    split_max_size: int = 0,
 ) -> Path:
     """Write any GGUF atomically: `metadata` is (key, value, GGUFValueType[, array
     element type]) in file order, without `general.architecture` (written from
     `arch`) and `general.alignment` (pass `alignment`). Used by `quantize` to copy
-    a file's keys unchanged but for `general.file_type`.
+    a file's keys unchanged but for `general.file_type`. `split_max_size`: as in
+    write_gpt_oss_gguf (the split.* keys of a split input are not copied).
     """
     path = Path(path)
     items = _check_items(tensors)
-    w = gguf.GGUFWriter(path=None, arch=arch)
+    w = gguf.GGUFWriter(path=None, arch=arch, split_max_size=split_max_size)
     if alignment is not None and int(alignment) != w.data_alignment:
         w.add_custom_alignment(int(alignment))
     for entry in metadata:
         key, value, vtype = entry[0], entry[1], entry[2]
         sub = entry[3] if len(entry) > 3 else None
-        if key in ("general.architecture", "general.alignment"):
+        if key in ("general.architecture", "general.alignment") or key.startswith("split."):
             continue
         w.add_key_value(key, value, vtype, sub_type=sub)
     _add_tensor_infos(w, items)

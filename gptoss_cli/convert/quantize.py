@@ -33,6 +33,7 @@ from gguf import GGUFValueType as VT
 
 from ..errors import OptionError
 from ..gguf_file import GGUFFile, StringArray
+from ..gguf_split import shard_paths, shards_note
 from .convert import FILE_TYPES, check_output_path
 from .errors import ConvertError
 from .gguf_writer import DENSE_TYPES, FILE_TYPE_MXFP4_MOE, GGUFTensor, tensor_type_for, write_gguf
@@ -141,6 +142,7 @@ def quantize_gguf(
     force: bool = False,
     progress: bool = True,
     fsync: bool = True,
+    split_max_size: int = 0,
 ) -> QuantizeResult:
     qtype = qtype.lower()
     if qtype not in QUANT_TYPES:
@@ -200,20 +202,24 @@ def quantize_gguf(
                     "(re-quantizing them gains nothing)"
                 )
             try:
-                write_gguf(out, gf.architecture or "gpt-oss", kv, tensors,
-                           alignment=gf.metadata.get("general.alignment"), fsync=fsync, progress=bar.advance)
+                first = write_gguf(out, gf.architecture or "gpt-oss", kv, tensors,
+                                   alignment=gf.metadata.get("general.alignment"), fsync=fsync, progress=bar.advance,
+                                   split_max_size=split_max_size)
             except OSError as err:
                 raise ConvertError(f"{out}: cannot write ({err.strerror or err})") from None
-        return QuantizeResult(out, len(tensors), changed, kept, out.stat().st_size, bar.seconds, file_type)
+        size = sum(p.stat().st_size for p in shard_paths(first))
+        return QuantizeResult(first, len(tensors), changed, kept, size, bar.seconds, file_type)
     finally:
         gf.close()
 
 
 def quantize_command(src: str, out: str, qtype: str, force: bool = False,
-                     output_type: str | None = None, embedding_type: str | None = None) -> None:
+                     output_type: str | None = None, embedding_type: str | None = None,
+                     split_max_size: int = 0) -> Path:
     r = quantize_gguf(src, out, qtype, output_type=output_type, embedding_type=embedding_type,
-                      force=force, progress=True)
+                      force=force, progress=True, split_max_size=split_max_size)
     sys.stderr.write(
-        f"gptoss: wrote {r.path} ({r.n_tensors} tensors, {r.n_changed} re-encoded, {fmt_bytes(r.nbytes)}) "
+        f"gptoss: wrote {shards_note(r.path)} ({r.n_tensors} tensors, {r.n_changed} re-encoded, {fmt_bytes(r.nbytes)}) "
         f"in {r.seconds:.1f} s\n"
     )
+    return r.path
