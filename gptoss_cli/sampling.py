@@ -2,7 +2,8 @@
 
 The order follows llama.cpp's default chain (penalties, top-k, top-p, min-p,
 temperature), and a seeded NumPy generator makes runs repeatable. Temperature 0
-means greedy decoding.
+means greedy decoding. Structured output passes a mask of the allowed tokens:
+the chain then runs over those tokens alone (gptoss_cli.structured).
 """
 
 from __future__ import annotations
@@ -45,13 +46,34 @@ class Sampler:
         self.params = params
         self.rng = np.random.default_rng(params.seed)
 
-    def sample(self, logits: np.ndarray, history: Sequence[int] = ()) -> int:
+    def sample(self, logits: np.ndarray, history: Sequence[int] = (), allowed: np.ndarray | None = None) -> int:
+        """The next token id. `allowed` (a boolean mask over the vocabulary, structured output)
+        limits the draw to its tokens before the chain runs, so every filter and greedy see
+        only allowed tokens; None leaves every token possible."""
+        if allowed is None:
+            z = np.asarray(logits, dtype=np.float64).copy()
+            self._penalize(z, history)
+            return int(self._draw(z))
+        ids = _allowed_ids(allowed, np.shape(logits))
+        z = np.asarray(logits, dtype=np.float64)[ids]  # a copy; ids ascend, so ties still go to the lower id
+        self._penalize(z, history, ids)
+        return int(ids[self._draw(z)])
+
+    def _penalize(self, z: np.ndarray, history: Sequence[int], ids: np.ndarray | None = None) -> None:
+        """Demote the recent tokens' logits in place (z holds the tokens `ids`, or all of them)."""
         p = self.params
-        z = np.asarray(logits, dtype=np.float64).copy()
-        if p.repeat_penalty != 1.0 and p.repeat_last_n and len(history):
-            recent = np.unique(np.asarray(history[-p.repeat_last_n :], dtype=np.int64))
-            vals = z[recent]
-            z[recent] = np.where(vals > 0, vals / p.repeat_penalty, vals * p.repeat_penalty)
+        if p.repeat_penalty == 1.0 or not p.repeat_last_n or not len(history):
+            return
+        recent = np.unique(np.asarray(history[-p.repeat_last_n :], dtype=np.int64))
+        if ids is not None:  # positions of the recent tokens among the allowed ones
+            pos = np.minimum(np.searchsorted(ids, recent), ids.size - 1)
+            recent = pos[ids[pos] == recent]
+        vals = z[recent]
+        z[recent] = np.where(vals > 0, vals / p.repeat_penalty, vals * p.repeat_penalty)
+
+    def _draw(self, z: np.ndarray) -> int:
+        """Index of the drawn entry of z (penalized logits): greedy, or the filters then a draw."""
+        p = self.params
         if p.temperature == 0.0:
             return int(np.argmax(z))
         order, mass = self._candidates(z)
@@ -104,3 +126,14 @@ def _sorted_head(z: np.ndarray, k: int) -> np.ndarray:
     part = np.argpartition(-z, k - 1)[:k]
     part.sort()
     return part[np.argsort(-z[part], kind="stable")]
+
+
+def _allowed_ids(allowed: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The ids a mask allows, ascending; ValueError for a mask of another shape or one that allows nothing."""
+    mask = np.asarray(allowed)
+    if mask.dtype != np.bool_ or mask.shape != tuple(shape):
+        raise ValueError(f"the allowed mask must be booleans of shape {tuple(shape)}, got {mask.dtype} {mask.shape}")
+    ids = np.flatnonzero(mask)
+    if ids.size == 0:
+        raise ValueError("the allowed mask allows no token")
+    return ids

@@ -92,3 +92,68 @@ def test_unfiltered_draws_on_a_large_vocabulary_are_valid():
     s = Sampler(SamplingParams(seed=1))
     draws = [s.sample(z) for _ in range(20)]
     assert all(0 <= d < z.size for d in draws)
+
+
+# -- the allowed mask (structured output) ---------------------------------------------------
+
+
+def _mask(n: int, allowed) -> np.ndarray:
+    m = np.zeros(n, dtype=bool)
+    m[list(allowed)] = True
+    return m
+
+
+def test_greedy_with_a_mask_takes_the_best_allowed_token():
+    s = Sampler(SamplingParams(temperature=0))
+    assert s.sample(np.array([0.1, 3.0, 2.9, 2.9]), allowed=_mask(4, [0, 2, 3])) == 2  # tie: the lower id
+
+
+def test_masked_draws_keep_the_allowed_tokens_proportions():
+    s = Sampler(SamplingParams(seed=0))
+    d = np.array([s.sample(LOGITS, allowed=_mask(5, [1, 3, 4])) for _ in range(20000)])
+    assert set(d) == {1, 3, 4}
+    p = np.exp(LOGITS[[1, 3, 4]])
+    np.testing.assert_allclose(np.bincount(d, minlength=5)[[1, 3, 4]] / d.size, p / p.sum(), atol=0.015)
+
+
+def test_filters_see_only_the_allowed_tokens():
+    mask = _mask(5, [1, 2, 3, 4])
+    s = Sampler(SamplingParams(top_k=2, seed=1))
+    assert {s.sample(LOGITS, allowed=mask) for _ in range(300)} == {1, 2}
+    s = Sampler(SamplingParams(min_p=0.6, seed=1))  # 0.15 / 0.2 passes, 0.1 / 0.2 does not
+    assert {s.sample(LOGITS, allowed=mask) for _ in range(300)} == {1, 2}
+
+
+def test_repeat_penalty_applies_to_allowed_tokens_by_id():
+    s = Sampler(SamplingParams(temperature=0, repeat_penalty=4.0))
+    z = np.array([5.0, 2.0, 1.5, 1.0])
+    assert s.sample(z, history=[1, 0], allowed=_mask(4, [1, 2, 3])) == 2
+    assert s.sample(z, history=[0], allowed=_mask(4, [1, 2, 3])) == 1  # a disallowed recent token changes nothing
+
+
+def test_an_all_true_mask_draws_exactly_what_no_mask_draws():
+    z = np.random.default_rng(5).standard_normal(3000) * 2
+    for kwargs in ({}, {"top_k": 40}, {"top_p": 0.8}, {"min_p": 0.05, "repeat_penalty": 1.3}):
+        a, b = Sampler(SamplingParams(seed=3, **kwargs)), Sampler(SamplingParams(seed=3, **kwargs))
+        hist = [1, 2, 3]
+        assert [a.sample(z, hist) for _ in range(30)] == [b.sample(z, hist, allowed=np.ones(z.size, bool)) for _ in range(30)]
+
+
+@pytest.mark.parametrize("kwargs", [{"top_k": 40}, {"top_p": 0.9}, {"min_p": 0.05}, {"top_p": 0.8, "temperature": 0.7}])
+def test_masked_draws_match_a_full_sort_with_disallowed_tokens_at_minus_infinity(kwargs):
+    rng = np.random.default_rng(8)
+    z = rng.standard_normal(20000) * 2
+    mask = rng.random(z.size) < 0.3
+    params = SamplingParams(seed=11, **kwargs)
+    fast, ref_rng = Sampler(params), np.random.default_rng(11)
+    cut = np.where(mask, z, -np.inf)
+    draws = [fast.sample(z, allowed=mask) for _ in range(30)]
+    assert all(mask[d] for d in draws)
+    assert draws == [_reference_sample(params, ref_rng, cut) for _ in range(30)]
+
+
+@pytest.mark.parametrize("mask, word", [(np.zeros(5, bool), "allows no token"), (np.ones(4, bool), "shape"),
+                                        (np.ones(5, np.int8), "booleans")])
+def test_unusable_masks_are_refused(mask, word):
+    with pytest.raises(ValueError, match=word):
+        Sampler(SamplingParams(seed=0)).sample(LOGITS, allowed=mask)
