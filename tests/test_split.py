@@ -125,3 +125,47 @@ def test_shard_paths_from_any_shard():
     got = shard_paths("/m/gpt-oss-120b-mxfp4-00002-of-00003.gguf")
     assert [p.name for p in got] == [f"gpt-oss-120b-mxfp4-0000{k}-of-00003.gguf" for k in (1, 2, 3)]
     assert shard_paths("/m/plain.gguf") == [Path("/m/plain.gguf")]
+
+
+def test_pull_then_run_a_split_model(tiny_harmony_gguf, tmp_path, monkeypatch):
+    """The published 120b's path end to end on a tiny stand-in: a 3-shard model in models.toml,
+    `gptoss pull NAME` fetches every shard from a local server, `gptoss run -m NAME` runs it."""
+    import os
+
+    from test_pull import GPTOSS, LocalServer
+    from gptoss_cli.convert.quantize import quantize_command
+
+    src = tmp_path / "src"
+    src.mkdir()
+    quantize_command(str(tiny_harmony_gguf), str(src / "tiny-split.gguf"), "q8_0", force=True,
+                     split_max_size=5_000_000)
+    shards = sorted(src.glob("tiny-split-*-of-*.gguf"))
+    assert len(shards) == 3
+    srv = LocalServer()
+    srv.files = {"/" + s.name: s.read_bytes() for s in shards}
+    import threading
+
+    t = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    t.start()
+    try:
+        toml = tmp_path / "models.toml"
+        toml.write_text(f'[models.tiny-split]\naliases = ["ts"]\nsource = "{srv.url(shards[0].name)}"\nsplit = 3\n')
+        env = dict(os.environ, GPTOSS_HOME=str(tmp_path / "home"), GPTOSS_MODELS_TOML=str(toml))
+        for var in ("GPTOSS_OFFLINE", "HF_TOKEN"):
+            env.pop(var, None)
+        p = subprocess.run([GPTOSS, "pull", "ts"], capture_output=True, text=True, env=env, timeout=120)
+        assert p.returncode == 0, p.stderr
+        got = sorted((tmp_path / "home" / "models").glob("tiny-split-*.gguf"))
+        assert [g.read_bytes() for g in got] == [s.read_bytes() for s in shards]
+        p = subprocess.run([GPTOSS, "run", "-m", "ts", "-t", "1", "-n", "3", "--temperature", "0", "--json", "hi"],
+                           capture_output=True, text=True, env=env, timeout=300)
+        assert p.returncode == 0, p.stderr
+        import json
+
+        out = json.loads(p.stdout)
+        assert out["usage"]["completion_tokens"] == 3
+    finally:
+        srv.release.set()
+        srv.shutdown()
+        srv.server_close()
+        t.join(5)
