@@ -1,9 +1,10 @@
 """Read a gpt-oss model's config and weights out of an open GGUF file, validated.
 
 Everything is checked before any kernel touches memory: the architecture, every
-required key, every tensor's presence, type and shape. Matrices stay views of
-the file map; only small vectors (norms, biases, sinks) of non-F32 types are
-converted to float32.
+required key with its type and range, the tokenizer's token ids, every tensor's
+presence, type and shape, and that the 1-D norms, biases and sinks are finite
+(the matrices are never read). Matrices stay views of the file map; only small
+vectors (norms, biases, sinks) of non-F32 types are converted to float32.
 """
 
 from __future__ import annotations

@@ -455,6 +455,21 @@ def demo_layout() -> Layout:
 QUICK_CLI = ("string length 2**63", "context_length 2**32-1", "tensor dim 2**64-1")
 
 
+def _run_cli_error(path: Path, tmp_path: Path) -> str:
+    """`gptoss run` on the file: a non-zero exit, no traceback, and exactly one error line (returned);
+    other stderr lines may only be gptoss's notices (such as the first run's kernel compile)."""
+    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
+    env["GPTOSS_HOME"] = str(tmp_path / "home")  # no user config.toml
+    proc = subprocess.run([_gptoss(), "run", "-m", str(path), "-t", "1", "-n", "1", "hi"],
+                          capture_output=True, text=True, env=env, timeout=600, stdin=subprocess.DEVNULL)
+    lines = proc.stderr.strip().splitlines()
+    errors = [line for line in lines if line.startswith("gptoss: error: ")]
+    assert proc.returncode != 0, proc.stdout
+    assert "Traceback" not in proc.stderr, proc.stderr
+    assert len(errors) == 1 and all(line.startswith("gptoss: ") for line in lines), proc.stderr
+    return errors[0]
+
+
 @pytest.mark.parametrize(
     "case", [c if c in QUICK_CLI else pytest.param(c, marks=pytest.mark.slow) for c in FINDINGS]
 )
@@ -463,12 +478,15 @@ def test_cli_refuses_with_one_line(case, demo_layout, tmp_path):
     make, named = FINDINGS[case]
     path = tmp_path / "bad.gguf"
     path.write_bytes(make(demo_layout).apply(demo_layout.data))
-    env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
-    env["GPTOSS_HOME"] = str(tmp_path / "home")  # no user config.toml
-    proc = subprocess.run([_gptoss(), "run", "-m", str(path), "-t", "1", "-n", "1", "hi"],
-                          capture_output=True, text=True, env=env, timeout=300, stdin=subprocess.DEVNULL)
-    lines = proc.stderr.strip().splitlines()
-    assert proc.returncode != 0, proc.stdout
-    assert "Traceback" not in proc.stderr, proc.stderr
-    assert len(lines) == 1 and lines[0].startswith("gptoss: error: "), proc.stderr
-    assert named in lines[0], lines[0]
+    assert named in _run_cli_error(path, tmp_path)
+
+
+@pytest.mark.slow
+def test_cli_non_finite_weights_are_one_line(demo_layout, tmp_path):
+    """NaN scales in a matrix, which load does not read: the generation loop's finiteness check says so."""
+    pos = demo_layout.data_start + demo_layout.find("offset", "output.weight").value(demo_layout.data)
+    assert demo_layout.find("tensor_type", "output.weight").value(demo_layout.data) == 39  # MXFP4: 17-byte blocks
+    path = tmp_path / "nan.gguf"
+    path.write_bytes(Mutation("E8M0 scales 0xFF", tuple((pos + b, b"\xff") for b in range(0, 17 * 4, 17)))
+                     .apply(demo_layout.data))
+    assert "non-finite logits" in _run_cli_error(path, tmp_path)
