@@ -69,6 +69,7 @@ def bench_gptoss(
     """Time gptoss on `path` (loads the model in this process)."""
     import numpy as np
 
+    from .gguf_split import byte_maps, shard_paths
     from .loader import load_model
 
     validate_options(pp, tg, reps, ctx_depth)
@@ -80,7 +81,8 @@ def bench_gptoss(
     # llama.cpp reads (and repacks) every weight while loading; gptoss only maps the file, so
     # the first tokens would pay the page faults. Touch each page once, timed apart as page_in_s.
     t0 = time.perf_counter()
-    int(model.gguf.data[::4096].sum(dtype=np.int64))
+    for m in byte_maps(model.gguf):
+        int(m[::4096].sum(dtype=np.int64))
     page_in_s = time.perf_counter() - t0
     # Warm up like llama-bench: one untimed prompt and one generated token, so the
     # kernels are compiled (or loaded from the cache) and the weights are in memory.
@@ -106,7 +108,7 @@ def bench_gptoss(
     pp_m, pp_sd = _mean_sd(pp_rates)
     tg_m, tg_sd = _mean_sd(tg_rates)
     return BenchResult(
-        engine="gptoss", model=str(path), model_size_mb=path.stat().st_size / 2**20, threads=model.threads,
+        engine="gptoss", model=str(path), model_size_mb=sum(p.stat().st_size for p in shard_paths(path)) / 2**20, threads=model.threads,
         pp=pp, tg=tg, ctx_depth=ctx_depth, reps=reps, load_s=load_s, pp_tok_s=pp_m, pp_tok_s_sd=pp_sd,
         tg_tok_s=tg_m, tg_tok_s_sd=tg_sd, peak_rss_mb=_peak_rss_mb(), extra={"page_in_s": round(page_in_s, 3)},
     )
@@ -205,8 +207,9 @@ def format_results(results: list[BenchResult], fmt: str) -> str:
     return "\n".join([title, "", head, sep, *body])
 
 
-def synthetic_model_path(shape: str, layers: int | None, cache_dir: Path) -> Path:
-    """A cached random-weight GGUF of a real gpt-oss shape, written once (tensor by tensor)."""
+def synthetic_model_path(shape: str, layers: int | None, cache_dir: Path, split_max_size: int = 0) -> Path:
+    """A cached random-weight GGUF of a real gpt-oss shape, written once (tensor by tensor);
+    split into shards of at most split_max_size bytes when that is > 0 (the first shard's path)."""
     from .synthetic import shape_config, write_synthetic_gguf
 
     try:
@@ -214,11 +217,16 @@ def synthetic_model_path(shape: str, layers: int | None, cache_dir: Path) -> Pat
     except ValueError as err:
         raise InputError(str(err)) from None
     cache_dir.mkdir(parents=True, exist_ok=True)
-    path = cache_dir / f"synthetic-{shape}-{cfg.n_layers}l-q8_0.gguf"
-    if not path.exists():
-        print(f"writing synthetic {shape} model ({cfg.n_layers} layers) to {path} (once)", file=sys.stderr)
-        write_synthetic_gguf(path, cfg)
-    return path
+    stem = f"synthetic-{shape}-{cfg.n_layers}l-q8_0" + (f"-split{split_max_size}" if split_max_size else "")
+    path = cache_dir / f"{stem}.gguf"
+    if split_max_size:
+        written = sorted(cache_dir.glob(f"{stem}-00001-of-*.gguf"))
+        if written:
+            return written[0]
+    elif path.exists():
+        return path
+    print(f"writing synthetic {shape} model ({cfg.n_layers} layers) to {path} (once)", file=sys.stderr)
+    return write_synthetic_gguf(path, cfg, split_max_size=split_max_size)
 
 
 def default_threads_for_bench(threads: int | None) -> int:
@@ -246,6 +254,7 @@ def bench_command(
     vs_llama_cpp: bool,
     llama_python: str | None,
     rounds: int = 1,
+    split_max_size: int = 0,
 ) -> None:
     """Everything behind `gptoss bench`: pick the file, time the engines, print one table/object."""
     validate_options(pp, tg, reps, ctx_depth)
@@ -259,10 +268,12 @@ def bench_command(
         raise OptionError("--layers only applies to --synthetic models")
     if layers is not None and layers < 1:
         raise OptionError(f"--layers must be >= 1, got {layers}")
+    if split_max_size and not synthetic:
+        raise OptionError("--split-max-size only applies to --synthetic models")
     if synthetic:
         from .app_paths import app_dir
 
-        path = synthetic_model_path(synthetic, layers, app_dir() / "synthetic")
+        path = synthetic_model_path(synthetic, layers, app_dir() / "synthetic", split_max_size)
     else:
         from .model_names import resolve_model
 

@@ -238,6 +238,10 @@ def bench_cmd(
         1, "--rounds", help="Run everything this many times; with --vs-llama-cpp alternating the engines' order "
         "(AB BA ...) and reporting each round's ratio and the median."
     ),
+    split_max_size: Optional[str] = typer.Option(
+        None, "--split-max-size", metavar="SIZE", help="With --synthetic: write the model as shards of at most SIZE "
+        "(e.g. 40G), as the published 120b is.",
+    ),
 ) -> None:
     """Measure prompt processing and generation speed, load time and peak memory (like llama-bench).
 
@@ -248,7 +252,8 @@ def bench_cmd(
     if as_json + as_md + as_csv > 1:
         raise typer.BadParameter("choose one of --json, --md, --csv")
     fmt = "json" if as_json else "csv" if as_csv else "md"
-    bench_command(model, synthetic, layers, pp, tg, threads, reps, ctx_depth, fmt, vs_llama_cpp, llama_python, rounds)
+    bench_command(model, synthetic, layers, pp, tg, threads, reps, ctx_depth, fmt, vs_llama_cpp, llama_python, rounds,
+                  split_max_size=_size(split_max_size))
 
 
 

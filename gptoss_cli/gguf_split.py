@@ -21,7 +21,7 @@ import numpy as np
 from .errors import ModelFileError
 from .gguf_file import GGUFFile, TensorInfo
 
-__all__ = ["SplitGGUF", "open_model_file", "split_name", "shard_path", "shard_paths", "shards_note"]
+__all__ = ["SplitGGUF", "byte_maps", "open_model_file", "split_name", "shard_path", "shard_paths", "shards_note"]
 
 SPLIT_NO, SPLIT_COUNT, SPLIT_TENSORS = "split.no", "split.count", "split.tensors.count"
 _NAME = re.compile(r"^(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
@@ -121,6 +121,11 @@ class SplitGGUF:
 
 
 ModelFile = Union[GGUFFile, SplitGGUF]
+
+
+def byte_maps(f: ModelFile) -> list[np.ndarray]:
+    """The memory maps behind a model file: one, or one per shard."""
+    return f.data_maps if isinstance(f, SplitGGUF) else [f.data]
 
 
 def _open_shards(paths: list[Path], count: int) -> list[GGUFFile]:

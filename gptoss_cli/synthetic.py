@@ -118,9 +118,10 @@ def shape_tokenizer(vocab_size: int):
 
 
 def write_synthetic_gguf(
-    path: str | os.PathLike[str], cfg: ModelConfig, dense: str = "q8_0", seed: int = 0
+    path: str | os.PathLike[str], cfg: ModelConfig, dense: str = "q8_0", seed: int = 0, split_max_size: int = 0
 ) -> Path:
-    """Write a random-weight GGUF of the given shape (ggml-org's layout: MXFP4 experts, `dense` 2-D weights)."""
+    """Write a random-weight GGUF of the given shape (ggml-org's layout: MXFP4 experts, `dense` 2-D weights),
+    split into shards when split_max_size > 0; returns the (first shard's) path."""
     tensors = []
     for i, (name, shape) in enumerate(expected_tensor_shapes(cfg).items()):
         qt = int(tensor_type_for(name, len(shape), dense))
@@ -131,5 +132,6 @@ def write_synthetic_gguf(
 
         tensors.append(GGUFTensor(name, make, qt, shape))
     return write_gpt_oss_gguf(
-        path, cfg, tensors, tokenizer=shape_tokenizer(cfg.vocab_size), name="gpt-oss synthetic", fsync=False
+        path, cfg, tensors, tokenizer=shape_tokenizer(cfg.vocab_size), name="gpt-oss synthetic", fsync=False,
+        split_max_size=split_max_size,
     )

@@ -122,3 +122,15 @@ def test_synthetic_file_of_gpt_oss_vocabulary_tokenizes_like_gpt_oss(tmp_path):
     demo = ids(builtin_default_model())
     assert ids(real) == demo and len(demo) < 20
     assert len(ids(standin)) == len(text.encode())  # one token per byte
+
+
+def test_bench_synthetic_split(tmp_path):
+    """--synthetic --split-max-size writes the model as llama.cpp-named shards and benchmarks it."""
+    p = _bench("--synthetic", "mini", "--split-max-size", "1M", "--pp", "4", "--tg", "2", "--reps", "1", "-t", "1",
+               "--json", home=tmp_path)
+    assert p.returncode == 0, p.stderr
+    shards = sorted((tmp_path / "synthetic").glob("synthetic-mini-*-of-*.gguf"))
+    assert len(shards) > 1
+    r = json.loads(p.stdout)
+    r = r[0] if isinstance(r, list) else r
+    assert r["model"] == str(shards[0]) and r["model_size_mb"] > sum(s.stat().st_size for s in shards[:-1]) / 2**20
