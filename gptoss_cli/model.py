@@ -19,7 +19,7 @@ The model computes; it never prints.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -39,6 +39,10 @@ from .weights import LayerWeights, Matrix, ModelWeights
 # Prompts are processed in chunks of this many tokens, which bounds scratch memory.
 PREFILL_CHUNK = 256
 
+#: Told, in each layer, which experts the block's tokens were routed to, before they are read:
+#: (layer index, sorted unique expert ids, the normalized hidden states the router saw).
+ExpertHook = Callable[[int, np.ndarray, np.ndarray], None]
+
 
 def linear(x: np.ndarray, w: Matrix, bias: np.ndarray | None = None) -> np.ndarray:
     """x [T, cols] times w.T plus bias -> [T, rows], float32."""
@@ -56,11 +60,13 @@ def linear(x: np.ndarray, w: Matrix, bias: np.ndarray | None = None) -> np.ndarr
 class Transformer:
     """The weights and the forward pass; the KV cache of each sequence is passed in."""
 
-    def __init__(self, cfg: ModelConfig, weights: ModelWeights) -> None:
+    def __init__(self, cfg: ModelConfig, weights: ModelWeights, expert_hook: ExpertHook | None = None) -> None:
         self.cfg = cfg
         self.w = weights
         self.rope = RopeTables(cfg)
         self.attn_scale = 1.0 / math.sqrt(cfg.head_dim)
+        # memory management of the mapped expert weights (paging them in ahead of use); never arithmetic
+        self.expert_hook = expert_hook
 
     def new_cache(self, context: int) -> KVCache:
         """An empty KV cache for one sequence of up to `context` tokens."""
@@ -135,7 +141,7 @@ class Transformer:
             sin = np.concatenate([s for _, s in tables])
         for i, layer in enumerate(w.layers):
             x += self._attention(i, layer, x, spans, cos, sin)
-            x += self._moe(layer, x)
+            x += self._moe(i, layer, x)
         for _, n, cache, start in spans:
             cache.n_past = start + n
         return x
@@ -166,11 +172,13 @@ class Transformer:
             cache.store(i, start, k[rows], v[rows])
         return linear(out.reshape(t, cfg.q_dim), lw.wo, lw.bo)
 
-    def _moe(self, lw: LayerWeights, x: np.ndarray) -> np.ndarray:
+    def _moe(self, i: int, lw: LayerWeights, x: np.ndarray) -> np.ndarray:
         cfg = self.cfg
         g = self._norm(x, lw.post_norm)
         router_logits = linear(g, lw.router, lw.router_b)
         experts, weights = router_topk(router_logits, cfg.n_experts_used)
+        if self.expert_hook is not None:
+            self.expert_hook(i, np.unique(experts), g)
         if x.shape[0] == 1:
             return self._moe_one(lw, g[0], experts[0], weights[0])[None, :]
         return self._moe_grouped(lw, g, experts, weights)
