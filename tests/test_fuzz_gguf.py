@@ -456,7 +456,7 @@ QUICK_CLI = ("string length 2**63", "context_length 2**32-1", "tensor dim 2**64-
 
 
 def _run_cli_error(path: Path, tmp_path: Path) -> str:
-    """`gptoss run` on the file: a non-zero exit, no traceback, and exactly one error line (returned);
+    """`gptoss run` on the file: exit 1 (a ModelFileError), no traceback, and exactly one error line (returned);
     other stderr lines may only be gptoss's notices (such as the first run's kernel compile)."""
     env = {k: v for k, v in os.environ.items() if k != "NO_COLOR"}
     env["GPTOSS_HOME"] = str(tmp_path / "home")  # no user config.toml
@@ -464,7 +464,7 @@ def _run_cli_error(path: Path, tmp_path: Path) -> str:
                           capture_output=True, text=True, env=env, timeout=600, stdin=subprocess.DEVNULL)
     lines = proc.stderr.strip().splitlines()
     errors = [line for line in lines if line.startswith("gptoss: error: ")]
-    assert proc.returncode != 0, proc.stdout
+    assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     assert len(errors) == 1 and all(line.startswith("gptoss: ") for line in lines), proc.stderr
     return errors[0]
