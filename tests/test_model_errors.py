@@ -156,7 +156,8 @@ def _with_value(data: bytes, key: str, vtype: gguf.GGUFValueType, value) -> byte
 @pytest.mark.parametrize(
     "key, vtype, value, message",
     [
-        ("gpt-oss.context_length", gguf.GGUFValueType.FLOAT32, math.nan, "context_length must be an integer, got float nan"),
+        ("gpt-oss.context_length", gguf.GGUFValueType.FLOAT32, math.nan,
+         "context_length must be an integer, got float nan"),
         ("gpt-oss.rope.freq_base", gguf.GGUFValueType.UINT32, 150000, "freq_base must be a float, got int 150000"),
         ("gpt-oss.attention.value_length", gguf.GGUFValueType.FLOAT32, 16.0, "value_length must be an integer"),
         ("gpt-oss.rope.freq_base", gguf.GGUFValueType.FLOAT32, math.inf, "freq_base must be a finite number above 1"),
