@@ -4,12 +4,14 @@ Kernels take NumPy arrays and scalars only: no I/O, no model objects, no CLI.
 
 Modules, one job each:
     ggml_types  type ids, block geometry, storage layout of a row
+    specialize  one loop, many kernels: a template jitted per decoder, each cached on its own
     decode      scalar decoders (f16, bf16, E8M0 scale, E2M1 nibble) for use in kernels
-    dequant     stored rows -> float32, bit-exact with gguf.quants
-    matvec      decode-time fused dequantize x vector kernels (one per type)
-    matmul      prefill-time tiled dequantize x matrix kernels (one per type)
+    dequant     stored rows -> float32, bit-exact with gguf.quants (the row and block loops)
+    matvec      decode-time fused dequantize x vector kernels (the expert task loop, plain row dots)
+    matmul      prefill-time tiled dequantize x matrix kernels (the tiled loop, one per type)
     simd        register-resident vector type and intrinsics (MXFP4 shuffles, Q8_0 / BF16
                 widening); picks the kernel path from the CPU
+    vector_dots row dot loops on those registers (two or four accumulators), shared by the SIMD kernels
     mxfp4_fast  MXFP4 matvec / matmul kernels on those intrinsics (AVX-512, SSSE3)
     q8_fast     Q8_0 and BF16 matvec kernels on those intrinsics
     gemm_t      prefill kernels with 16 tokens per vector (MXFP4, Q8_0, BF16; SIMD paths)

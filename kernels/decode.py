@@ -18,23 +18,34 @@ from numba import njit, types
 from numba.extending import intrinsic
 
 
-@intrinsic
-def bits_to_f32(typingctx, bits):
-    """Reinterpret the low 32 bits of an integer as a float32 (no conversion)."""
-    if not isinstance(bits, types.Integer):
-        return None
-    sig = types.float32(bits)
+def _resized(builder, value, width: int, bits: int):
+    """An integer LLVM value of ``width`` bits truncated or zero-extended to ``bits``."""
+    if width > bits:
+        return builder.trunc(value, ir.IntType(bits))
+    if width < bits:
+        return builder.zext(value, ir.IntType(bits))
+    return value
 
-    def codegen(context, builder, signature, args):
-        value = args[0]
-        width = signature.args[0].bitwidth
-        if width > 32:
-            value = builder.trunc(value, ir.IntType(32))
-        elif width < 32:
-            value = builder.zext(value, ir.IntType(32))
-        return builder.bitcast(value, ir.FloatType())
 
-    return sig, codegen
+def _float32_from_bits(name: str, bits: int, finish, doc: str):
+    """An intrinsic integer -> float32 that hands the low ``bits`` bits to ``finish(builder, value)``."""
+
+    def impl(typingctx, value):
+        if not isinstance(value, types.Integer):
+            return None
+
+        def codegen(context, builder, signature, args):
+            return finish(builder, _resized(builder, args[0], signature.args[0].bitwidth, bits))
+
+        return types.float32(value), codegen
+
+    impl.__name__ = name
+    impl.__doc__ = doc
+    return intrinsic(impl)
+
+
+bits_to_f32 = _float32_from_bits("bits_to_f32", 32, lambda b, v: b.bitcast(v, ir.FloatType()),
+                                 "Reinterpret the low 32 bits of an integer as a float32 (no conversion).")
 
 
 @njit(cache=True, inline="always")
@@ -71,21 +82,9 @@ def _has_native_half() -> bool:
 HALF_NATIVE = _has_native_half()
 
 
-@intrinsic
-def _half_fpext(typingctx, bits):
-    """IEEE half bits -> float32 with LLVM's fpext (vcvtph2ps on x86 with F16C)."""
-    if not isinstance(bits, types.Integer):
-        return None
-    sig = types.float32(bits)
-
-    def codegen(context, builder, signature, args):
-        value = args[0]
-        width = signature.args[0].bitwidth
-        if width > 16:
-            value = builder.trunc(value, ir.IntType(16))
-        return builder.fpext(builder.bitcast(value, ir.HalfType()), ir.FloatType())
-
-    return sig, codegen
+_half_fpext = _float32_from_bits(
+    "_half_fpext", 16, lambda b, v: b.fpext(b.bitcast(v, ir.HalfType()), ir.FloatType()),
+    "IEEE half bits -> float32 with LLVM's fpext (vcvtph2ps on x86 with F16C).")
 
 
 @njit(cache=True, inline="always")
@@ -98,6 +97,12 @@ def f16_to_f32_fast(h):
     if HALF_NATIVE:
         return _half_fpext(h)
     return f16_to_f32(h)
+
+
+@njit(cache=True, inline="always")
+def f32_value(v):
+    """An F32 weight is its own value (the element decoder of the float32 kernels)."""
+    return v
 
 
 @njit(cache=True, inline="always")
@@ -135,3 +140,11 @@ def e2m1_doubled(n):
     m = n - np.float32(8.0) * s
     v = max(m, max(np.float32(2.0) * m - np.float32(4.0), np.float32(4.0) * m - np.float32(16.0)))
     return v * (np.float32(1.0) - np.float32(2.0) * s)
+
+
+@njit(cache=True, inline="always")
+def mxfp4_nibbles(byte):
+    """A packed MXFP4 byte -> (low nibble, high nibble) as float32, by float arithmetic (it vectorizes)."""
+    q = np.float32(byte)
+    hi = np.floor(q * np.float32(0.0625))
+    return q - np.float32(16.0) * hi, hi

@@ -1,114 +1,101 @@
 """Dequantization: stored weight rows -> float32, bit-exact with ``gguf.quants``.
 
 The ``deq_row_*`` helpers decode a column range of one row into a small
-buffer; the matmul kernels reuse them to dequantize one tile at a time.
+buffer; the matmul kernels reuse them to dequantize one tile at a time (the
+SIMD paths make theirs from the same block loop, :func:`block_row_decoder`).
 :func:`dequantize` decodes whole matrices, for small tensors (norms, biases,
 embedding rows) and for tests. The decode path never calls it on a big matrix.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numba import njit, prange
 
 from . import ggml_types as gt
-from .decode import E8M0_HALF, bf16_to_f32, e2m1_doubled, f16_to_f32, f16_to_f32_fast
+from .decode import E8M0_HALF, bf16_to_f32, e2m1_doubled, f16_to_f32, f16_to_f32_fast, f32_value, mxfp4_nibbles
+from .specialize import Hook, specialize
 from .validate import as_weight
 
 # ---------------------------------------------------------------- row ranges
-# Each helper writes columns [k0, k0 + kc) of `row` into dst[0:kc]. For the
-# block types k0 and kc are multiples of 32.
+# Each decoder writes columns [k0, k0 + kc) of `row` into dst[0:kc]. For the
+# block types k0 and kc are multiples of 32. They are made from two loops, one
+# per element and one per 32-weight block, and the value / block decoder below.
+
+_elem = Hook("one stored value -> float32")
+_block = Hook("(row, block index, dst, offset): the block's 32 weights -> dst[offset : offset + 32]")
 
 
-@njit(cache=True)
-def deq_row_f32(row, k0, kc, dst):
+def _elements(row, k0, kc, dst):
     for j in range(kc):
-        dst[j] = row[k0 + j]
+        dst[j] = _elem(row[k0 + j])
 
 
-@njit(cache=True)
-def deq_row_f16(row, k0, kc, dst):
-    for j in range(kc):
-        dst[j] = f16_to_f32(row[k0 + j])
-
-
-@njit(cache=True)
-def deq_row_f16_fast(row, k0, kc, dst):
-    """As deq_row_f16 but with the hardware conversion (differs only in NaN payloads)."""
-    for j in range(kc):
-        dst[j] = f16_to_f32_fast(row[k0 + j])
-
-
-@njit(cache=True)
-def deq_row_bf16(row, k0, kc, dst):
-    for j in range(kc):
-        dst[j] = bf16_to_f32(row[k0 + j])
-
-
-@njit(cache=True)
-def deq_row_q8_0(row, k0, kc, dst):
+def _blocks(row, k0, kc, dst):
     b0 = k0 // 32
     for b in range(kc // 32):
-        o = (b0 + b) * 34
-        d = f16_to_f32(np.int64(row[o]) | (np.int64(row[o + 1]) << 8))
-        for j in range(32):
-            dst[b * 32 + j] = np.float32(np.int8(row[o + 2 + j])) * d
+        _block(row, b0 + b, dst, b * 32)
 
 
-@njit(cache=True)
-def deq_row_mxfp4(row, k0, kc, dst):
-    b0 = k0 // 32
-    for b in range(kc // 32):
-        o = (b0 + b) * 17
-        d = E8M0_HALF[row[o]]
-        for j in range(16):
-            q = np.float32(row[o + 1 + j])
-            hi = np.floor(q * np.float32(0.0625))
-            lo = q - np.float32(16.0) * hi
-            # + 0.0 turns nibble 8's -0.0 into +0.0, as ggml's integer table does
-            dst[b * 32 + j] = (e2m1_doubled(lo) + np.float32(0.0)) * d
-            dst[b * 32 + 16 + j] = (e2m1_doubled(hi) + np.float32(0.0)) * d
+def element_row_decoder(name: str, elem: Callable) -> Callable:
+    """The row-range decoder of a one-value-per-element type, from its value decoder."""
+    return specialize(_elements, name, {"_elem": elem})
+
+
+def block_row_decoder(name: str, block: Callable) -> Callable:
+    """The row-range decoder of a 32-weight block type, from its block decoder."""
+    return specialize(_blocks, name, {"_block": block})
+
+
+@njit(cache=True, inline="always")
+def _q8_0_block(row, blk, dst, at):
+    o = blk * 34
+    d = f16_to_f32(np.int64(row[o]) | (np.int64(row[o + 1]) << 8))
+    for j in range(32):
+        dst[at + j] = np.float32(np.int8(row[o + 2 + j])) * d
+
+
+@njit(cache=True, inline="always")
+def _mxfp4_block(row, blk, dst, at):
+    o = blk * 17
+    d = E8M0_HALF[row[o]]
+    for j in range(16):
+        lo, hi = mxfp4_nibbles(row[o + 1 + j])
+        # + 0.0 turns nibble 8's -0.0 into +0.0, as ggml's integer table does
+        dst[at + j] = (e2m1_doubled(lo) + np.float32(0.0)) * d
+        dst[at + 16 + j] = (e2m1_doubled(hi) + np.float32(0.0)) * d
+
+
+deq_row_f32 = element_row_decoder("deq_row_f32", f32_value)
+deq_row_f16 = element_row_decoder("deq_row_f16", f16_to_f32)
+# the hardware conversion, for the products (differs from deq_row_f16 only in NaN payloads)
+deq_row_f16_fast = element_row_decoder("deq_row_f16_fast", f16_to_f32_fast)
+deq_row_bf16 = element_row_decoder("deq_row_bf16", bf16_to_f32)
+deq_row_q8_0 = block_row_decoder("deq_row_q8_0", _q8_0_block)
+deq_row_mxfp4 = block_row_decoder("deq_row_mxfp4", _mxfp4_block)
 
 
 # ------------------------------------------------------------ whole matrices
 
+_deq_row = Hook("a row-range decoder above")
 
-@njit(parallel=True, cache=True)
-def _dequantize_f32(w, cols, out):
+
+def _rows(w, cols, out):
     for r in prange(w.shape[0]):
-        deq_row_f32(w[r], 0, cols, out[r])
-
-
-@njit(parallel=True, cache=True)
-def _dequantize_f16(w, cols, out):
-    for r in prange(w.shape[0]):
-        deq_row_f16(w[r], 0, cols, out[r])
-
-
-@njit(parallel=True, cache=True)
-def _dequantize_bf16(w, cols, out):
-    for r in prange(w.shape[0]):
-        deq_row_bf16(w[r], 0, cols, out[r])
-
-
-@njit(parallel=True, cache=True)
-def _dequantize_q8_0(w, cols, out):
-    for r in prange(w.shape[0]):
-        deq_row_q8_0(w[r], 0, cols, out[r])
-
-
-@njit(parallel=True, cache=True)
-def _dequantize_mxfp4(w, cols, out):
-    for r in prange(w.shape[0]):
-        deq_row_mxfp4(w[r], 0, cols, out[r])
+        _deq_row(w[r], 0, cols, out[r])
 
 
 _KERNELS = {
-    gt.F32: _dequantize_f32,
-    gt.F16: _dequantize_f16,
-    gt.BF16: _dequantize_bf16,
-    gt.Q8_0: _dequantize_q8_0,
-    gt.MXFP4: _dequantize_mxfp4,
+    t: specialize(_rows, f"dequantize_{name}", {"_deq_row": deq_row}, parallel=True)
+    for t, name, deq_row in (
+        (gt.F32, "f32", deq_row_f32),
+        (gt.F16, "f16", deq_row_f16),
+        (gt.BF16, "bf16", deq_row_bf16),
+        (gt.Q8_0, "q8_0", deq_row_q8_0),
+        (gt.MXFP4, "mxfp4", deq_row_mxfp4),
+    )
 }
 
 

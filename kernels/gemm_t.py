@@ -22,134 +22,90 @@ values (the same decoders as the other kernels).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numba import njit, prange
 
 from . import simd
 from .decode import bf16_to_f32
+from .dequant import block_row_decoder
 from .mxfp4_fast import deq_row_mxfp4_avx512, deq_row_mxfp4_ssse3
 from .q8_fast import _q8_scale
+from .specialize import Hook, specialize
 
 ROWS = 16  # weight rows per task and per register block
 KC = 2944  # columns dequantized at a time (a multiple of 32): a whole 2880-wide row, 184 KiB per tile (L2)
 
+_load = Hook("token vector load: (array, flat index)")
+_fma = Hook("acc + token vector * broadcast weight")
+_store = Hook("token vector store: (array, flat index, vector)")
 
-@njit(cache=True)
-def _block16(buf, kc, XT, k0, c0, outT, r0):
-    """outT[r0:r0+16, c0:c0+16] += tile @ XT[k0:k0+kc, c0:c0+16]; row r of the tile is buf[r*KC : r*KC+kc].
 
-    buf is flat so that every weight's address is k plus a constant offset
-    (a 2-D buf's runtime stride made LLVM chain the 16 addresses).
+def _rows16(buf, kc, XT, k0, c0, outT, r0):
+    """outT[r0:r0+16, c0:c0+v] += tile @ XT[k0:k0+kc, c0:c0+v] for v tokens per vector.
+
+    Row r of the tile is buf[r*KC : r*KC+kc]: buf is flat so that every weight's
+    address is k plus a constant offset (a 2-D buf's runtime stride made LLVM
+    chain the 16 addresses).
     """
     n = XT.shape[1]
     o = r0 * n + c0
-    a0 = simd.tload(outT, o + 0 * n)
-    a1 = simd.tload(outT, o + 1 * n)
-    a2 = simd.tload(outT, o + 2 * n)
-    a3 = simd.tload(outT, o + 3 * n)
-    a4 = simd.tload(outT, o + 4 * n)
-    a5 = simd.tload(outT, o + 5 * n)
-    a6 = simd.tload(outT, o + 6 * n)
-    a7 = simd.tload(outT, o + 7 * n)
-    a8 = simd.tload(outT, o + 8 * n)
-    a9 = simd.tload(outT, o + 9 * n)
-    a10 = simd.tload(outT, o + 10 * n)
-    a11 = simd.tload(outT, o + 11 * n)
-    a12 = simd.tload(outT, o + 12 * n)
-    a13 = simd.tload(outT, o + 13 * n)
-    a14 = simd.tload(outT, o + 14 * n)
-    a15 = simd.tload(outT, o + 15 * n)
+    a0 = _load(outT, o + 0 * n)
+    a1 = _load(outT, o + 1 * n)
+    a2 = _load(outT, o + 2 * n)
+    a3 = _load(outT, o + 3 * n)
+    a4 = _load(outT, o + 4 * n)
+    a5 = _load(outT, o + 5 * n)
+    a6 = _load(outT, o + 6 * n)
+    a7 = _load(outT, o + 7 * n)
+    a8 = _load(outT, o + 8 * n)
+    a9 = _load(outT, o + 9 * n)
+    a10 = _load(outT, o + 10 * n)
+    a11 = _load(outT, o + 11 * n)
+    a12 = _load(outT, o + 12 * n)
+    a13 = _load(outT, o + 13 * n)
+    a14 = _load(outT, o + 14 * n)
+    a15 = _load(outT, o + 15 * n)
     for k in range(kc):
-        x = simd.tload(XT, (k0 + k) * n + c0)
-        a0 = simd.tfma(a0, x, buf[0 * KC + k])
-        a1 = simd.tfma(a1, x, buf[1 * KC + k])
-        a2 = simd.tfma(a2, x, buf[2 * KC + k])
-        a3 = simd.tfma(a3, x, buf[3 * KC + k])
-        a4 = simd.tfma(a4, x, buf[4 * KC + k])
-        a5 = simd.tfma(a5, x, buf[5 * KC + k])
-        a6 = simd.tfma(a6, x, buf[6 * KC + k])
-        a7 = simd.tfma(a7, x, buf[7 * KC + k])
-        a8 = simd.tfma(a8, x, buf[8 * KC + k])
-        a9 = simd.tfma(a9, x, buf[9 * KC + k])
-        a10 = simd.tfma(a10, x, buf[10 * KC + k])
-        a11 = simd.tfma(a11, x, buf[11 * KC + k])
-        a12 = simd.tfma(a12, x, buf[12 * KC + k])
-        a13 = simd.tfma(a13, x, buf[13 * KC + k])
-        a14 = simd.tfma(a14, x, buf[14 * KC + k])
-        a15 = simd.tfma(a15, x, buf[15 * KC + k])
-    simd.tstore(outT, o + 0 * n, a0)
-    simd.tstore(outT, o + 1 * n, a1)
-    simd.tstore(outT, o + 2 * n, a2)
-    simd.tstore(outT, o + 3 * n, a3)
-    simd.tstore(outT, o + 4 * n, a4)
-    simd.tstore(outT, o + 5 * n, a5)
-    simd.tstore(outT, o + 6 * n, a6)
-    simd.tstore(outT, o + 7 * n, a7)
-    simd.tstore(outT, o + 8 * n, a8)
-    simd.tstore(outT, o + 9 * n, a9)
-    simd.tstore(outT, o + 10 * n, a10)
-    simd.tstore(outT, o + 11 * n, a11)
-    simd.tstore(outT, o + 12 * n, a12)
-    simd.tstore(outT, o + 13 * n, a13)
-    simd.tstore(outT, o + 14 * n, a14)
-    simd.tstore(outT, o + 15 * n, a15)
+        x = _load(XT, (k0 + k) * n + c0)
+        a0 = _fma(a0, x, buf[0 * KC + k])
+        a1 = _fma(a1, x, buf[1 * KC + k])
+        a2 = _fma(a2, x, buf[2 * KC + k])
+        a3 = _fma(a3, x, buf[3 * KC + k])
+        a4 = _fma(a4, x, buf[4 * KC + k])
+        a5 = _fma(a5, x, buf[5 * KC + k])
+        a6 = _fma(a6, x, buf[6 * KC + k])
+        a7 = _fma(a7, x, buf[7 * KC + k])
+        a8 = _fma(a8, x, buf[8 * KC + k])
+        a9 = _fma(a9, x, buf[9 * KC + k])
+        a10 = _fma(a10, x, buf[10 * KC + k])
+        a11 = _fma(a11, x, buf[11 * KC + k])
+        a12 = _fma(a12, x, buf[12 * KC + k])
+        a13 = _fma(a13, x, buf[13 * KC + k])
+        a14 = _fma(a14, x, buf[14 * KC + k])
+        a15 = _fma(a15, x, buf[15 * KC + k])
+    _store(outT, o + 0 * n, a0)
+    _store(outT, o + 1 * n, a1)
+    _store(outT, o + 2 * n, a2)
+    _store(outT, o + 3 * n, a3)
+    _store(outT, o + 4 * n, a4)
+    _store(outT, o + 5 * n, a5)
+    _store(outT, o + 6 * n, a6)
+    _store(outT, o + 7 * n, a7)
+    _store(outT, o + 8 * n, a8)
+    _store(outT, o + 9 * n, a9)
+    _store(outT, o + 10 * n, a10)
+    _store(outT, o + 11 * n, a11)
+    _store(outT, o + 12 * n, a12)
+    _store(outT, o + 13 * n, a13)
+    _store(outT, o + 14 * n, a14)
+    _store(outT, o + 15 * n, a15)
 
 
-@njit(cache=True)
-def _block16x8(buf, kc, XT, k0, c0, outT, r0):
-    """As _block16 for the last 8 tokens of a group (half a vector, half the padding)."""
-    n = XT.shape[1]
-    o = r0 * n + c0
-    a0 = simd.tload8(outT, o + 0 * n)
-    a1 = simd.tload8(outT, o + 1 * n)
-    a2 = simd.tload8(outT, o + 2 * n)
-    a3 = simd.tload8(outT, o + 3 * n)
-    a4 = simd.tload8(outT, o + 4 * n)
-    a5 = simd.tload8(outT, o + 5 * n)
-    a6 = simd.tload8(outT, o + 6 * n)
-    a7 = simd.tload8(outT, o + 7 * n)
-    a8 = simd.tload8(outT, o + 8 * n)
-    a9 = simd.tload8(outT, o + 9 * n)
-    a10 = simd.tload8(outT, o + 10 * n)
-    a11 = simd.tload8(outT, o + 11 * n)
-    a12 = simd.tload8(outT, o + 12 * n)
-    a13 = simd.tload8(outT, o + 13 * n)
-    a14 = simd.tload8(outT, o + 14 * n)
-    a15 = simd.tload8(outT, o + 15 * n)
-    for k in range(kc):
-        x = simd.tload8(XT, (k0 + k) * n + c0)
-        a0 = simd.tfma8(a0, x, buf[0 * KC + k])
-        a1 = simd.tfma8(a1, x, buf[1 * KC + k])
-        a2 = simd.tfma8(a2, x, buf[2 * KC + k])
-        a3 = simd.tfma8(a3, x, buf[3 * KC + k])
-        a4 = simd.tfma8(a4, x, buf[4 * KC + k])
-        a5 = simd.tfma8(a5, x, buf[5 * KC + k])
-        a6 = simd.tfma8(a6, x, buf[6 * KC + k])
-        a7 = simd.tfma8(a7, x, buf[7 * KC + k])
-        a8 = simd.tfma8(a8, x, buf[8 * KC + k])
-        a9 = simd.tfma8(a9, x, buf[9 * KC + k])
-        a10 = simd.tfma8(a10, x, buf[10 * KC + k])
-        a11 = simd.tfma8(a11, x, buf[11 * KC + k])
-        a12 = simd.tfma8(a12, x, buf[12 * KC + k])
-        a13 = simd.tfma8(a13, x, buf[13 * KC + k])
-        a14 = simd.tfma8(a14, x, buf[14 * KC + k])
-        a15 = simd.tfma8(a15, x, buf[15 * KC + k])
-    simd.tstore8(outT, o + 0 * n, a0)
-    simd.tstore8(outT, o + 1 * n, a1)
-    simd.tstore8(outT, o + 2 * n, a2)
-    simd.tstore8(outT, o + 3 * n, a3)
-    simd.tstore8(outT, o + 4 * n, a4)
-    simd.tstore8(outT, o + 5 * n, a5)
-    simd.tstore8(outT, o + 6 * n, a6)
-    simd.tstore8(outT, o + 7 * n, a7)
-    simd.tstore8(outT, o + 8 * n, a8)
-    simd.tstore8(outT, o + 9 * n, a9)
-    simd.tstore8(outT, o + 10 * n, a10)
-    simd.tstore8(outT, o + 11 * n, a11)
-    simd.tstore8(outT, o + 12 * n, a12)
-    simd.tstore8(outT, o + 13 * n, a13)
-    simd.tstore8(outT, o + 14 * n, a14)
-    simd.tstore8(outT, o + 15 * n, a15)
+# 16 tokens per vector, and half a vector for the last 8 tokens of a group (half the padding)
+_block16 = specialize(_rows16, "_block16", {"_load": simd.tload, "_fma": simd.tfma, "_store": simd.tstore})
+_block16x8 = specialize(_rows16, "_block16x8", {"_load": simd.tload8, "_fma": simd.tfma8, "_store": simd.tstore8})
 
 
 @njit(cache=True)
@@ -236,12 +192,13 @@ def _tile_columns(buf, kc, XT, k0, outT, r0):
         _block16x8(buf, kc, XT, k0, c0, outT, r0)
 
 
-@njit(cache=True)
-def deq_row_q8_0_simd(row, k0, kc, dst):
-    b0 = k0 // 32
-    for b in range(kc // 32):
-        o = (b0 + b) * 34
-        simd.q8_block_store(row, o, _q8_scale(row, o), dst, b * 32)
+@njit(cache=True, inline="always")
+def _q8_0_block(row, blk, dst, at):
+    o = blk * 34
+    simd.q8_block_store(row, o, _q8_scale(row, o), dst, at)
+
+
+deq_row_q8_0_simd = block_row_decoder("deq_row_q8_0_simd", _q8_0_block)
 
 
 @njit(cache=True)
@@ -252,11 +209,13 @@ def deq_row_bf16_simd(row, k0, kc, dst):
         dst[j] = bf16_to_f32(row[k0 + j])
 
 
-# One driver per decoder (each compiled only when its path is used, and cached).
+# The driver, written once; each kernel binds its row-range decoder (compiled
+# only when its path is used, and cached).
+
+_deq_row = Hook("columns [k0, k0 + kc) of one stored row -> dst[:kc] as float32")
 
 
-@njit(parallel=True, cache=True)
-def matmul_t_mxfp4_avx512(w, XT, outT):
+def _token_lanes(w, XT, outT):
     rows, cols = w.shape[0], XT.shape[0]
     for tile in prange((rows + ROWS - 1) // ROWS):
         r0 = tile * ROWS
@@ -264,47 +223,16 @@ def matmul_t_mxfp4_avx512(w, XT, outT):
         for k0 in range(0, cols, KC):
             kc = min(KC, cols - k0)
             for r in range(min(ROWS, rows - r0)):
-                deq_row_mxfp4_avx512(w[r0 + r], k0, kc, buf[r * KC : r * KC + KC])
+                _deq_row(w[r0 + r], k0, kc, buf[r * KC : r * KC + KC])
             _tile_columns(buf, kc, XT, k0, outT, r0)
 
 
-@njit(parallel=True, cache=True)
-def matmul_t_mxfp4_ssse3(w, XT, outT):
-    rows, cols = w.shape[0], XT.shape[0]
-    for tile in prange((rows + ROWS - 1) // ROWS):
-        r0 = tile * ROWS
-        buf = np.empty(ROWS * KC, np.float32)
-        for k0 in range(0, cols, KC):
-            kc = min(KC, cols - k0)
-            for r in range(min(ROWS, rows - r0)):
-                deq_row_mxfp4_ssse3(w[r0 + r], k0, kc, buf[r * KC : r * KC + KC])
-            _tile_columns(buf, kc, XT, k0, outT, r0)
+def matmul_t_kernel(name: str, deq_row: Callable) -> Callable:
+    """The parallel ``outT += W @ XT`` of one row-range decoder."""
+    return specialize(_token_lanes, name, {"_deq_row": deq_row}, parallel=True)
 
 
-@njit(parallel=True, cache=True)
-def matmul_t_q8_0(w, XT, outT):
-    rows, cols = w.shape[0], XT.shape[0]
-    for tile in prange((rows + ROWS - 1) // ROWS):
-        r0 = tile * ROWS
-        buf = np.empty(ROWS * KC, np.float32)
-        for k0 in range(0, cols, KC):
-            kc = min(KC, cols - k0)
-            for r in range(min(ROWS, rows - r0)):
-                deq_row_q8_0_simd(w[r0 + r], k0, kc, buf[r * KC : r * KC + KC])
-            _tile_columns(buf, kc, XT, k0, outT, r0)
-
-
-@njit(parallel=True, cache=True)
-def matmul_t_bf16(w, XT, outT):
-    rows, cols = w.shape[0], XT.shape[0]
-    for tile in prange((rows + ROWS - 1) // ROWS):
-        r0 = tile * ROWS
-        buf = np.empty(ROWS * KC, np.float32)
-        for k0 in range(0, cols, KC):
-            kc = min(KC, cols - k0)
-            for r in range(min(ROWS, rows - r0)):
-                deq_row_bf16_simd(w[r0 + r], k0, kc, buf[r * KC : r * KC + KC])
-            _tile_columns(buf, kc, XT, k0, outT, r0)
-
-
-MATMUL_T_MXFP4 = {"avx512": matmul_t_mxfp4_avx512, "ssse3": matmul_t_mxfp4_ssse3}
+MATMUL_T_MXFP4 = {p: matmul_t_kernel(f"matmul_t_mxfp4_{p}", deq)
+                  for p, deq in (("avx512", deq_row_mxfp4_avx512), ("ssse3", deq_row_mxfp4_ssse3))}
+matmul_t_q8_0 = matmul_t_kernel("matmul_t_q8_0", deq_row_q8_0_simd)
+matmul_t_bf16 = matmul_t_kernel("matmul_t_bf16", deq_row_bf16_simd)

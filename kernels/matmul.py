@@ -6,15 +6,20 @@ that buffer for every token before moving on, so each weight block is decoded
 exactly once per call. A 4-token x 8-row register-blocked micro-kernel does the
 multiply (32 independent accumulators that LLVM vectorizes along the columns).
 Tasks are parallel over row tiles; an expert slice ``w3[e]`` is simply a 2-D W.
+The loop is written once (:func:`matmul_kernel`); each type, here and in
+mxfp4_fast.py, brings its row-range decoder.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import numpy as np
 from numba import njit, prange
 
 from .dequant import deq_row_bf16, deq_row_f16_fast, deq_row_f32, deq_row_mxfp4, deq_row_q8_0
 from .matvec import FASTMATH
+from .specialize import Hook, specialize
 
 ROW_TILE = 16  # weight rows per task (a multiple of 8)
 COL_CHUNK = 512  # columns dequantized at a time (a multiple of 32): 16 x 512 x 4 B = 32 KiB
@@ -185,11 +190,12 @@ def _store_tile(acc, out, r0, nr):
             out[t, r0 + r] = acc[t, r]
 
 
-# One kernel per type; they differ only in the row-range decoder.
+# The tiled loop, written once; each kernel binds its row-range decoder.
+
+_deq_row = Hook("columns [k0, k0 + kc) of one stored row -> dst[:kc] as float32 (dequant.py, mxfp4_fast.py)")
 
 
-@njit(parallel=True, cache=True)
-def matmul_mxfp4(w, X, out):
+def _tiled(w, X, out):
     rows, cols = w.shape[0], X.shape[1]
     for tile in prange((rows + ROW_TILE - 1) // ROW_TILE):
         r0 = tile * ROW_TILE
@@ -199,70 +205,18 @@ def matmul_mxfp4(w, X, out):
         for k0 in range(0, cols, COL_CHUNK):
             kc = min(COL_CHUNK, cols - k0)
             for r in range(nr):
-                deq_row_mxfp4(w[r0 + r], k0, kc, buf[r])
+                _deq_row(w[r0 + r], k0, kc, buf[r])
             gemm_tile(X, k0, kc, buf, acc)
         _store_tile(acc, out, r0, nr)
 
 
-@njit(parallel=True, cache=True)
-def matmul_q8_0(w, X, out):
-    rows, cols = w.shape[0], X.shape[1]
-    for tile in prange((rows + ROW_TILE - 1) // ROW_TILE):
-        r0 = tile * ROW_TILE
-        nr = min(ROW_TILE, rows - r0)
-        buf = np.zeros((ROW_TILE, COL_CHUNK), np.float32)
-        acc = np.zeros((X.shape[0], ROW_TILE), np.float32)
-        for k0 in range(0, cols, COL_CHUNK):
-            kc = min(COL_CHUNK, cols - k0)
-            for r in range(nr):
-                deq_row_q8_0(w[r0 + r], k0, kc, buf[r])
-            gemm_tile(X, k0, kc, buf, acc)
-        _store_tile(acc, out, r0, nr)
+def matmul_kernel(name: str, deq_row: Callable) -> Callable:
+    """The parallel tiled ``out = X @ W.T`` of one row-range decoder."""
+    return specialize(_tiled, name, {"_deq_row": deq_row}, parallel=True)
 
 
-@njit(parallel=True, cache=True)
-def matmul_f32(w, X, out):
-    rows, cols = w.shape[0], X.shape[1]
-    for tile in prange((rows + ROW_TILE - 1) // ROW_TILE):
-        r0 = tile * ROW_TILE
-        nr = min(ROW_TILE, rows - r0)
-        buf = np.zeros((ROW_TILE, COL_CHUNK), np.float32)
-        acc = np.zeros((X.shape[0], ROW_TILE), np.float32)
-        for k0 in range(0, cols, COL_CHUNK):
-            kc = min(COL_CHUNK, cols - k0)
-            for r in range(nr):
-                deq_row_f32(w[r0 + r], k0, kc, buf[r])
-            gemm_tile(X, k0, kc, buf, acc)
-        _store_tile(acc, out, r0, nr)
-
-
-@njit(parallel=True, cache=True)
-def matmul_f16(w, X, out):
-    rows, cols = w.shape[0], X.shape[1]
-    for tile in prange((rows + ROW_TILE - 1) // ROW_TILE):
-        r0 = tile * ROW_TILE
-        nr = min(ROW_TILE, rows - r0)
-        buf = np.zeros((ROW_TILE, COL_CHUNK), np.float32)
-        acc = np.zeros((X.shape[0], ROW_TILE), np.float32)
-        for k0 in range(0, cols, COL_CHUNK):
-            kc = min(COL_CHUNK, cols - k0)
-            for r in range(nr):
-                deq_row_f16_fast(w[r0 + r], k0, kc, buf[r])
-            gemm_tile(X, k0, kc, buf, acc)
-        _store_tile(acc, out, r0, nr)
-
-
-@njit(parallel=True, cache=True)
-def matmul_bf16(w, X, out):
-    rows, cols = w.shape[0], X.shape[1]
-    for tile in prange((rows + ROW_TILE - 1) // ROW_TILE):
-        r0 = tile * ROW_TILE
-        nr = min(ROW_TILE, rows - r0)
-        buf = np.zeros((ROW_TILE, COL_CHUNK), np.float32)
-        acc = np.zeros((X.shape[0], ROW_TILE), np.float32)
-        for k0 in range(0, cols, COL_CHUNK):
-            kc = min(COL_CHUNK, cols - k0)
-            for r in range(nr):
-                deq_row_bf16(w[r0 + r], k0, kc, buf[r])
-            gemm_tile(X, k0, kc, buf, acc)
-        _store_tile(acc, out, r0, nr)
+matmul_mxfp4 = matmul_kernel("matmul_mxfp4", deq_row_mxfp4)
+matmul_q8_0 = matmul_kernel("matmul_q8_0", deq_row_q8_0)
+matmul_f32 = matmul_kernel("matmul_f32", deq_row_f32)
+matmul_f16 = matmul_kernel("matmul_f16", deq_row_f16_fast)
+matmul_bf16 = matmul_kernel("matmul_bf16", deq_row_bf16)

@@ -5,7 +5,8 @@ read once, decoded in registers and multiplied straight into a 64-lane float32
 accumulator; no float copy of the matrix ever exists. All kernels have the
 expert form ``out[i] = W[experts[i]] @ x[i]`` and run one parallel launch over
 (expert, row-chunk) tasks; a plain matrix is the one-expert case of it, so each
-type compiles once.
+type compiles once. That task loop is written once (:func:`expert_matvec_kernel`);
+each type, here and in mxfp4_fast.py / q8_fast.py, brings its row dot.
 
 The inner loops are written so LLVM vectorizes them: contiguous byte loads,
 arithmetic nibble decoding (no gathers), per-block scale from a table, and
@@ -14,10 +15,13 @@ arithmetic nibble decoding (no gathers), per-block scale from a table, and
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from numba import njit, prange
 
-from .decode import E8M0_HALF, bf16_to_f32, e2m1_doubled, f16_to_f32, f16_to_f32_fast
+from .decode import E8M0_HALF, bf16_to_f32, e2m1_doubled, f16_to_f32, f16_to_f32_fast, f32_value, mxfp4_nibbles
+from .specialize import Hook, specialize
 
 FASTMATH = {"reassoc", "contract", "nsz"}
 LANES = 64  # accumulator lanes per row: two 32-weight blocks per loop step
@@ -53,21 +57,20 @@ def dot_mxfp4(row, x, acc):
         xo = b * 32
         d = E8M0_HALF[row[o]]
         for j in range(16):
-            q = np.float32(row[o + 1 + j])
-            hi = np.floor(q * np.float32(0.0625))
-            lo = q - np.float32(16.0) * hi
+            lo, hi = mxfp4_nibbles(row[o + 1 + j])
             acc[j] += (e2m1_doubled(lo) * d) * x[xo + j]
             acc[16 + j] += (e2m1_doubled(hi) * d) * x[xo + 16 + j]
     return _lanes_sum(acc)
 
 
 @njit(cache=True, fastmath=FASTMATH)
-def dot_q8_0(row, x, acc, scales):
-    """Q8_0 row dot; ``scales`` is scratch for the row's block scales.
+def dot_q8_0(row, x, scratch):
+    """Q8_0 row dot; ``scratch`` is (acc, room for the row's block scales).
 
     Decoding all f16 scales first keeps the main loop free of the scalar,
     branchy half decode (measured 1.5x faster).
     """
+    acc, scales = scratch
     nb = x.shape[0] // 32
     for b in range(nb):
         o = b * 34
@@ -91,108 +94,100 @@ def dot_q8_0(row, x, acc, scales):
     return _lanes_sum(acc)
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def dot_f32(row, x, acc):
+_elem = Hook("one stored value -> float32")
+
+
+def _elements_dot(row, x, acc):
     n = x.shape[0]
     full = n - n % LANES
     for b in range(0, full, LANES):
         for j in range(LANES):
-            acc[j] += row[b + j] * x[b + j]
+            acc[j] += _elem(row[b + j]) * x[b + j]
     for j in range(full, n):
-        acc[j - full] += row[j] * x[j]
+        acc[j - full] += _elem(row[j]) * x[j]
     return _lanes_sum(acc)
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def dot_f16(row, x, acc):
-    n = x.shape[0]
-    full = n - n % LANES
-    for b in range(0, full, LANES):
-        for j in range(LANES):
-            acc[j] += f16_to_f32_fast(row[b + j]) * x[b + j]
-    for j in range(full, n):
-        acc[j - full] += f16_to_f32_fast(row[j]) * x[j]
-    return _lanes_sum(acc)
+dot_f32 = specialize(_elements_dot, "dot_f32", {"_elem": f32_value}, fastmath=FASTMATH)
+dot_f16 = specialize(_elements_dot, "dot_f16", {"_elem": f16_to_f32_fast}, fastmath=FASTMATH)
+dot_bf16 = specialize(_elements_dot, "dot_bf16", {"_elem": bf16_to_f32}, fastmath=FASTMATH)
 
 
-@njit(cache=True, fastmath=FASTMATH)
-def dot_bf16(row, x, acc):
-    n = x.shape[0]
-    full = n - n % LANES
-    for b in range(0, full, LANES):
-        for j in range(LANES):
-            acc[j] += bf16_to_f32(row[b + j]) * x[b + j]
-    for j in range(full, n):
-        acc[j - full] += bf16_to_f32(row[j]) * x[j]
-    return _lanes_sum(acc)
+# ------------------------------------------------------------- per-task scratch
+# What a row dot needs besides the row and x, allocated once per task from the
+# width: the plain dots' accumulator lanes; none for the register kernels.
+
+
+@njit(cache=True, inline="always")
+def lanes(cols):
+    return np.zeros(LANES, np.float32)
+
+
+@njit(cache=True, inline="always")
+def lanes_and_scales(cols):
+    return np.zeros(LANES, np.float32), np.empty(cols // 32, np.float32)
+
+
+@njit(cache=True, inline="always")
+def no_scratch(cols):
+    return None
+
+
+@njit(cache=True, inline="always")
+def same_x(x):
+    return x
 
 
 # --------------------------------------------------------- expert matvec kernels
 # w3: [n_experts, rows, width], experts: int64[k], x: float32[k, cols],
-# out: float32[k, rows]. Tasks are (expert slot, chunk of ROWS_PER_TASK rows).
+# out: float32[k, rows]. Tasks are (expert slot, chunk of ROWS_PER_TASK rows);
+# prange hands each thread one contiguous, equal share of them. The task loop
+# and the two ways of walking a task's rows are written once, here.
+
+_dot = Hook("row dot: (row, x, scratch) -> float32")
+_dot2 = Hook("two rows at once: (row a, row b, x) -> (float32, float32)")
+_scratch = Hook("the row dot's per-task scratch, from the width")
+_walk = Hook("one task's rows: (w, x, r0, r1, out)")
+_prepare = Hook("x as the row dot reads it (x itself, or a permuted copy)")
 
 
-@njit(parallel=True, cache=True)
-def expert_matvec_mxfp4(w3, experts, x, out):
+def _row_by_row(w, x, r0, r1, out):
+    s = _scratch(x.shape[0])
+    for r in range(r0, r1):
+        out[r] = _dot(w[r], x, s)
+
+
+def _row_pairs(w, x, r0, r1, out):
+    r = r0
+    while r + 2 <= r1:
+        out[r], out[r + 1] = _dot2(w[r], w[r + 1], x)
+        r += 2
+    if r < r1:
+        out[r] = _dot(w[r], x, None)
+
+
+def _expert_matvec(w3, experts, x, out):
+    xs = _prepare(x)
     rows = w3.shape[1]
     chunks = (rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
     for task in prange(experts.shape[0] * chunks):
         i = task // chunks
         r0 = (task - i * chunks) * ROWS_PER_TASK
-        e = experts[i]
-        acc = np.zeros(LANES, np.float32)
-        for r in range(r0, min(rows, r0 + ROWS_PER_TASK)):
-            out[i, r] = dot_mxfp4(w3[e, r], x[i], acc)
+        _walk(w3[experts[i]], xs[i], r0, min(rows, r0 + ROWS_PER_TASK), out[i])
 
 
-@njit(parallel=True, cache=True)
-def expert_matvec_q8_0(w3, experts, x, out):
-    rows = w3.shape[1]
-    chunks = (rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
-    for task in prange(experts.shape[0] * chunks):
-        i = task // chunks
-        r0 = (task - i * chunks) * ROWS_PER_TASK
-        e = experts[i]
-        acc = np.zeros(LANES, np.float32)
-        scales = np.empty(x.shape[1] // 32, np.float32)
-        for r in range(r0, min(rows, r0 + ROWS_PER_TASK)):
-            out[i, r] = dot_q8_0(w3[e, r], x[i], acc, scales)
+def expert_matvec_kernel(name: str, dot: Callable, scratch: Callable = no_scratch, prepare: Callable = same_x,
+                         dot2: Callable | None = None) -> Callable:
+    """The parallel ``out[i] = W[experts[i]] @ x[i]`` of a row dot (two rows at a time with ``dot2``)."""
+    if dot2 is None:
+        walk = specialize(_row_by_row, f"{name}_rows", {"_dot": dot, "_scratch": scratch}, inline="always")
+    else:
+        walk = specialize(_row_pairs, f"{name}_rows", {"_dot": dot, "_dot2": dot2}, inline="always")
+    return specialize(_expert_matvec, name, {"_walk": walk, "_prepare": prepare}, parallel=True)
 
 
-@njit(parallel=True, cache=True)
-def expert_matvec_f32(w3, experts, x, out):
-    rows = w3.shape[1]
-    chunks = (rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
-    for task in prange(experts.shape[0] * chunks):
-        i = task // chunks
-        r0 = (task - i * chunks) * ROWS_PER_TASK
-        e = experts[i]
-        acc = np.zeros(LANES, np.float32)
-        for r in range(r0, min(rows, r0 + ROWS_PER_TASK)):
-            out[i, r] = dot_f32(w3[e, r], x[i], acc)
-
-
-@njit(parallel=True, cache=True)
-def expert_matvec_f16(w3, experts, x, out):
-    rows = w3.shape[1]
-    chunks = (rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
-    for task in prange(experts.shape[0] * chunks):
-        i = task // chunks
-        r0 = (task - i * chunks) * ROWS_PER_TASK
-        e = experts[i]
-        acc = np.zeros(LANES, np.float32)
-        for r in range(r0, min(rows, r0 + ROWS_PER_TASK)):
-            out[i, r] = dot_f16(w3[e, r], x[i], acc)
-
-
-@njit(parallel=True, cache=True)
-def expert_matvec_bf16(w3, experts, x, out):
-    rows = w3.shape[1]
-    chunks = (rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
-    for task in prange(experts.shape[0] * chunks):
-        i = task // chunks
-        r0 = (task - i * chunks) * ROWS_PER_TASK
-        e = experts[i]
-        acc = np.zeros(LANES, np.float32)
-        for r in range(r0, min(rows, r0 + ROWS_PER_TASK)):
-            out[i, r] = dot_bf16(w3[e, r], x[i], acc)
+expert_matvec_mxfp4 = expert_matvec_kernel("expert_matvec_mxfp4", dot_mxfp4, lanes)
+expert_matvec_q8_0 = expert_matvec_kernel("expert_matvec_q8_0", dot_q8_0, lanes_and_scales)
+expert_matvec_f32 = expert_matvec_kernel("expert_matvec_f32", dot_f32, lanes)
+expert_matvec_f16 = expert_matvec_kernel("expert_matvec_f16", dot_f16, lanes)
+expert_matvec_bf16 = expert_matvec_kernel("expert_matvec_bf16", dot_bf16, lanes)

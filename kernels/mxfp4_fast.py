@@ -2,26 +2,30 @@
 
 Same contracts as the plain ``expert_matvec_mxfp4`` (matvec.py) and
 ``matmul_mxfp4`` (matmul.py); ``linear`` picks these or the plain ones by
-:data:`simd.MXFP4_ISA`. There is one set per path ('avx512', 'ssse3'), each
+:data:`simd.KERNEL_ISA`. There is one set per path ('avx512', 'ssse3'), each
 compiled only when first called, so a CPU never compiles code it cannot run.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from . import simd
 from .decode import E8M0_HALF
-from .matmul import COL_CHUNK, ROW_TILE, _store_tile, gemm_tile
-from .matvec import ROWS_PER_TASK
+from .dequant import block_row_decoder
+from .matmul import matmul_kernel
+from .matvec import expert_matvec_kernel
+from .specialize import Hook, specialize
+from .vector_dots import row_dot
 
 # ------------------------------------------------------------------ row dots
-# Four blocks per step into four accumulators, so consecutive blocks never wait
-# on each other's adds; the accumulators stay in registers. Each step also
-# prefetches the row PREFETCH bytes ahead (past the row's end that is the next
-# row, which is where the task goes next): with it one core streams weights at
-# close to its decoding rate instead of stalling on memory (measured 5 -> 11 GB/s).
+# Four blocks per step into four register accumulators (the loop of vector_dots.py).
+# Each step prefetches the row PREFETCH bytes ahead: with it one core streams
+# weights at close to its decoding rate instead of stalling on memory (measured
+# 5 -> 11 GB/s).
 #
 # The expert matvec (AVX-512) walks rows in one of two orders, chosen per CPU
 # (see avx512_row_order at the end):
@@ -35,31 +39,38 @@ from .matvec import ROWS_PER_TASK
 
 PREFETCH = 1024  # bytes ahead of the block being decoded (two lines per 68-byte step)
 PAIR_PREFETCH = 4096  # bytes ahead of each row of a pair (one line per 34-byte step)
+XPERM_PREFETCH = 2048  # bytes ahead of the block being decoded (two lines per 68-byte step)
+
+_block_op = Hook("an MXFP4 block intrinsic of simd (fma or store), given the block's scale")
 
 
-@njit(cache=True)
-def dot_mxfp4_avx512(row, x):
-    nb = x.shape[0] // 32
-    a0 = simd.vzero()
-    a1 = simd.vzero()
-    a2 = simd.vzero()
-    a3 = simd.vzero()
-    b = 0
-    while b + 4 <= nb:
-        o = b * 17
-        xo = b * 32
-        simd.prefetch(row, o + PREFETCH)
-        simd.prefetch(row, o + PREFETCH + 64)
-        a0 = simd.mx_block_fma_avx512(a0, row, o, E8M0_HALF[row[o]], x, xo)
-        a1 = simd.mx_block_fma_avx512(a1, row, o + 17, E8M0_HALF[row[o + 17]], x, xo + 32)
-        a2 = simd.mx_block_fma_avx512(a2, row, o + 34, E8M0_HALF[row[o + 34]], x, xo + 64)
-        a3 = simd.mx_block_fma_avx512(a3, row, o + 51, E8M0_HALF[row[o + 51]], x, xo + 96)
-        b += 4
-    while b < nb:
-        o = b * 17
-        a0 = simd.mx_block_fma_avx512(a0, row, o, E8M0_HALF[row[o]], x, b * 32)
-        b += 1
-    return simd.vsum(simd.vadd(simd.vadd(a0, a1), simd.vadd(a2, a3)))
+def _fma(acc, row, b, x):
+    o = b * 17
+    return _block_op(acc, row, o, E8M0_HALF[row[o]], x, b * 32)
+
+
+def _store(row, b, dst, at):
+    o = b * 17
+    _block_op(row, o, E8M0_HALF[row[o]], dst, at)
+
+
+def _on(template: Callable, name: str, op: Callable) -> Callable:
+    """``template`` (block index -> byte offset and scale) around one block intrinsic."""
+    return specialize(template, name, {"_block_op": op}, inline="always")
+
+
+def _dot(name: str, op: Callable, ahead: int) -> Callable:
+    return row_dot(name, _on(_fma, f"{name}_block", op), accumulators=4, stride=17, ahead=ahead, lines=2)
+
+
+def _deq_row(name: str, op: Callable) -> Callable:
+    return block_row_decoder(name, _on(_store, f"{name}_block", op))
+
+
+dot_mxfp4_avx512 = _dot("dot_mxfp4_avx512", simd.mx_block_fma_avx512, PREFETCH)
+dot_mxfp4_ssse3 = _dot("dot_mxfp4_ssse3", simd.mx_block_fma_ssse3, PREFETCH)
+# x permuted once per call (xperm_rows) into the lane order of simd's xperm decoder
+dot_mxfp4_xperm_avx512 = _dot("dot_mxfp4_xperm_avx512", simd.mx_block_fma_avx512_xperm, XPERM_PREFETCH)
 
 
 @njit(cache=True)
@@ -92,7 +103,6 @@ def dot2_mxfp4_avx512(ra, rb, x):
     return simd.vsum(simd.vadd(a0, a1)), simd.vsum(simd.vadd(b0, b1))
 
 
-XPERM_PREFETCH = 2048  # bytes ahead of the block being decoded (two lines per 68-byte step)
 _XPERM = np.array(simd.XPERM_LANES, dtype=np.int64)
 
 
@@ -106,153 +116,28 @@ def xperm_rows(x, xp):
                 xp[i, o + p] = x[i, o + _XPERM[p]]
 
 
-@njit(cache=True)
-def dot_mxfp4_xperm_avx512(row, xp):
-    """row . x with ``xp`` the block-permuted x of :func:`xperm_rows` (one row, four accumulators)."""
-    nb = xp.shape[0] // 32
-    a0 = simd.vzero()
-    a1 = simd.vzero()
-    a2 = simd.vzero()
-    a3 = simd.vzero()
-    b = 0
-    while b + 4 <= nb:
-        o = b * 17
-        xo = b * 32
-        simd.prefetch(row, o + XPERM_PREFETCH)
-        simd.prefetch(row, o + XPERM_PREFETCH + 64)
-        a0 = simd.mx_block_fma_avx512_xperm(a0, row, o, E8M0_HALF[row[o]], xp, xo)
-        a1 = simd.mx_block_fma_avx512_xperm(a1, row, o + 17, E8M0_HALF[row[o + 17]], xp, xo + 32)
-        a2 = simd.mx_block_fma_avx512_xperm(a2, row, o + 34, E8M0_HALF[row[o + 34]], xp, xo + 64)
-        a3 = simd.mx_block_fma_avx512_xperm(a3, row, o + 51, E8M0_HALF[row[o + 51]], xp, xo + 96)
-        b += 4
-    while b < nb:
-        o = b * 17
-        a0 = simd.mx_block_fma_avx512_xperm(a0, row, o, E8M0_HALF[row[o]], xp, b * 32)
-        b += 1
-    return simd.vsum(simd.vadd(simd.vadd(a0, a1), simd.vadd(a2, a3)))
-
-
-@njit(cache=True)
-def dot_mxfp4_ssse3(row, x):
-    nb = x.shape[0] // 32
-    a0 = simd.vzero()
-    a1 = simd.vzero()
-    a2 = simd.vzero()
-    a3 = simd.vzero()
-    b = 0
-    while b + 4 <= nb:
-        o = b * 17
-        xo = b * 32
-        simd.prefetch(row, o + PREFETCH)
-        simd.prefetch(row, o + PREFETCH + 64)
-        a0 = simd.mx_block_fma_ssse3(a0, row, o, E8M0_HALF[row[o]], x, xo)
-        a1 = simd.mx_block_fma_ssse3(a1, row, o + 17, E8M0_HALF[row[o + 17]], x, xo + 32)
-        a2 = simd.mx_block_fma_ssse3(a2, row, o + 34, E8M0_HALF[row[o + 34]], x, xo + 64)
-        a3 = simd.mx_block_fma_ssse3(a3, row, o + 51, E8M0_HALF[row[o + 51]], x, xo + 96)
-        b += 4
-    while b < nb:
-        o = b * 17
-        a0 = simd.mx_block_fma_ssse3(a0, row, o, E8M0_HALF[row[o]], x, b * 32)
-        b += 1
-    return simd.vsum(simd.vadd(simd.vadd(a0, a1), simd.vadd(a2, a3)))
+@njit(cache=True, inline="always")
+def _xperm_copy(x):
+    xp = np.empty_like(x)
+    xperm_rows(x, xp)
+    return xp
 
 
 # ------------------------------------------------------------------ expert matvec
 # w3: [n_experts, rows, width], experts: int64[k], x: float32[k, cols], out: float32[k, rows]
 
-
-@njit(parallel=True, cache=True)
-def expert_matvec_mxfp4_avx512(w3, experts, x, out):
-    rows = w3.shape[1]
-    chunks = (rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
-    for task in prange(experts.shape[0] * chunks):
-        i = task // chunks
-        r0 = (task - i * chunks) * ROWS_PER_TASK
-        e = experts[i]
-        r1 = min(rows, r0 + ROWS_PER_TASK)
-        r = r0
-        while r + 2 <= r1:
-            out[i, r], out[i, r + 1] = dot2_mxfp4_avx512(w3[e, r], w3[e, r + 1], x[i])
-            r += 2
-        if r < r1:
-            out[i, r] = dot_mxfp4_avx512(w3[e, r], x[i])
-
-
-@njit(parallel=True, cache=True)
-def expert_matvec_mxfp4_xperm_avx512(w3, experts, x, out):
-    xp = np.empty_like(x)
-    xperm_rows(x, xp)
-    rows = w3.shape[1]
-    chunks = (rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
-    for task in prange(experts.shape[0] * chunks):
-        i = task // chunks
-        r0 = (task - i * chunks) * ROWS_PER_TASK
-        e = experts[i]
-        for r in range(r0, min(rows, r0 + ROWS_PER_TASK)):
-            out[i, r] = dot_mxfp4_xperm_avx512(w3[e, r], xp[i])
-
-
-@njit(parallel=True, cache=True)
-def expert_matvec_mxfp4_ssse3(w3, experts, x, out):
-    rows = w3.shape[1]
-    chunks = (rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
-    for task in prange(experts.shape[0] * chunks):
-        i = task // chunks
-        r0 = (task - i * chunks) * ROWS_PER_TASK
-        e = experts[i]
-        for r in range(r0, min(rows, r0 + ROWS_PER_TASK)):
-            out[i, r] = dot_mxfp4_ssse3(w3[e, r], x[i])
-
+expert_matvec_mxfp4_avx512 = expert_matvec_kernel("expert_matvec_mxfp4_avx512", dot_mxfp4_avx512,
+                                                  dot2=dot2_mxfp4_avx512)
+expert_matvec_mxfp4_xperm_avx512 = expert_matvec_kernel("expert_matvec_mxfp4_xperm_avx512", dot_mxfp4_xperm_avx512,
+                                                        prepare=_xperm_copy)
+expert_matvec_mxfp4_ssse3 = expert_matvec_kernel("expert_matvec_mxfp4_ssse3", dot_mxfp4_ssse3)
 
 # ------------------------------------------------------------------ tile dequant + matmul
 
-
-@njit(cache=True)
-def deq_row_mxfp4_avx512(row, k0, kc, dst):
-    b0 = k0 // 32
-    for b in range(kc // 32):
-        o = (b0 + b) * 17
-        simd.mx_block_store_avx512(row, o, E8M0_HALF[row[o]], dst, b * 32)
-
-
-@njit(cache=True)
-def deq_row_mxfp4_ssse3(row, k0, kc, dst):
-    b0 = k0 // 32
-    for b in range(kc // 32):
-        o = (b0 + b) * 17
-        simd.mx_block_store_ssse3(row, o, E8M0_HALF[row[o]], dst, b * 32)
-
-
-@njit(parallel=True, cache=True)
-def matmul_mxfp4_avx512(w, X, out):
-    rows, cols = w.shape[0], X.shape[1]
-    for tile in prange((rows + ROW_TILE - 1) // ROW_TILE):
-        r0 = tile * ROW_TILE
-        nr = min(ROW_TILE, rows - r0)
-        buf = np.zeros((ROW_TILE, COL_CHUNK), np.float32)  # rows past nr stay zero
-        acc = np.zeros((X.shape[0], ROW_TILE), np.float32)
-        for k0 in range(0, cols, COL_CHUNK):
-            kc = min(COL_CHUNK, cols - k0)
-            for r in range(nr):
-                deq_row_mxfp4_avx512(w[r0 + r], k0, kc, buf[r])
-            gemm_tile(X, k0, kc, buf, acc)
-        _store_tile(acc, out, r0, nr)
-
-
-@njit(parallel=True, cache=True)
-def matmul_mxfp4_ssse3(w, X, out):
-    rows, cols = w.shape[0], X.shape[1]
-    for tile in prange((rows + ROW_TILE - 1) // ROW_TILE):
-        r0 = tile * ROW_TILE
-        nr = min(ROW_TILE, rows - r0)
-        buf = np.zeros((ROW_TILE, COL_CHUNK), np.float32)
-        acc = np.zeros((X.shape[0], ROW_TILE), np.float32)
-        for k0 in range(0, cols, COL_CHUNK):
-            kc = min(COL_CHUNK, cols - k0)
-            for r in range(nr):
-                deq_row_mxfp4_ssse3(w[r0 + r], k0, kc, buf[r])
-            gemm_tile(X, k0, kc, buf, acc)
-        _store_tile(acc, out, r0, nr)
+deq_row_mxfp4_avx512 = _deq_row("deq_row_mxfp4_avx512", simd.mx_block_store_avx512)
+deq_row_mxfp4_ssse3 = _deq_row("deq_row_mxfp4_ssse3", simd.mx_block_store_ssse3)
+matmul_mxfp4_avx512 = matmul_kernel("matmul_mxfp4_avx512", deq_row_mxfp4_avx512)
+matmul_mxfp4_ssse3 = matmul_kernel("matmul_mxfp4_ssse3", deq_row_mxfp4_ssse3)
 
 
 # How the AVX-512 expert matvec walks its rows depends on the CPU (docs/performance.md):

@@ -2,7 +2,7 @@
 
 Same contracts as the plain ``expert_matvec_q8_0`` / ``expert_matvec_bf16``
 (matvec.py); ``linear`` picks these or the plain ones by the kernel path
-(:data:`simd.MXFP4_ISA`, ``GPTOSS_KERNELS``). The vector code is plain LLVM IR
+(:data:`simd.KERNEL_ISA`, ``GPTOSS_KERNELS``). The vector code is plain LLVM IR
 (``sitofp <32 x i8>``, a 16-bit shift for bf16), so it is correct on any x86
 CPU; the two sets differ in how they are tuned:
 
@@ -16,20 +16,21 @@ Each weight is ``q * d`` (Q8_0: exact in float32) or the widened bf16, then
 of the float32 summation differs (lane ``j`` of accumulator ``a`` sums element
 ``j`` of every fourth block, and the lanes are added pairwise at the end).
 
-Each step also prefetches PREFETCH bytes ahead into L1 (past the row's end that
-is the next row, where the task goes next). Measured on 2 Xeon cores (AVX-512)
-streaming 300 MB: Q8_0 8 -> 13.5 GB/s on one thread, 15 -> 26.5 on two, with
+Both use the row loops of vector_dots.py. Each step also prefetches PREFETCH
+bytes ahead into L1 (past the row's end that is the next row, where the task
+goes next). Measured on 2 Xeon cores (AVX-512) streaming 300 MB: Q8_0 8 -> 13.5 GB/s on one thread, 15 -> 26.5 on two, with
 plain-read bandwidth at 17.5 / 29.5 GB/s.
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from . import simd
 from .decode import bf16_to_f32, f16_to_f32_fast
-from .matvec import ROWS_PER_TASK
+from .matvec import expert_matvec_kernel
+from .vector_dots import row_dot
 
 PREFETCH = 2048  # bytes ahead of the block being decoded (Q8_0: about 15 blocks)
 BF16_PREFETCH = PREFETCH // 2  # the same distance in bf16 elements
@@ -43,49 +44,20 @@ def _q8_scale(row, o):
 # ------------------------------------------------------------------ Q8_0 row dots
 
 
-@njit(cache=True)
-def dot_q8_0_avx512(row, x):
-    nb = x.shape[0] // 32
-    a0 = simd.vzero()
-    a1 = simd.vzero()
-    a2 = simd.vzero()
-    a3 = simd.vzero()
-    b = 0
-    while b + 4 <= nb:  # 136 bytes per step: three cache lines prefetched
-        o = b * 34
-        xo = b * 32
-        simd.prefetch(row, o + PREFETCH)
-        simd.prefetch(row, o + PREFETCH + 64)
-        simd.prefetch(row, o + PREFETCH + 128)
-        a0 = simd.q8_block_fma_h(a0, row, o, x, xo)
-        a1 = simd.q8_block_fma_h(a1, row, o + 34, x, xo + 32)
-        a2 = simd.q8_block_fma_h(a2, row, o + 68, x, xo + 64)
-        a3 = simd.q8_block_fma_h(a3, row, o + 102, x, xo + 96)
-        b += 4
-    while b < nb:
-        a0 = simd.q8_block_fma_h(a0, row, b * 34, x, b * 32)
-        b += 1
-    return simd.vsum(simd.vadd(simd.vadd(a0, a1), simd.vadd(a2, a3)))
+@njit(cache=True, inline="always")
+def _q8_fma_avx512(acc, row, b, x):
+    return simd.q8_block_fma_h(acc, row, b * 34, x, b * 32)
 
 
-@njit(cache=True)
-def dot_q8_0_ssse3(row, x):
-    nb = x.shape[0] // 32
-    a0 = simd.vzero()
-    a1 = simd.vzero()
-    b = 0
-    while b + 2 <= nb:
-        o = b * 34
-        xo = b * 32
-        simd.prefetch(row, o + PREFETCH)
-        simd.prefetch(row, o + PREFETCH + 64)
-        a0 = simd.q8_block_fma(a0, row, o, _q8_scale(row, o), x, xo)
-        a1 = simd.q8_block_fma(a1, row, o + 34, _q8_scale(row, o + 34), x, xo + 32)
-        b += 2
-    if b < nb:
-        o = b * 34
-        a0 = simd.q8_block_fma(a0, row, o, _q8_scale(row, o), x, b * 32)
-    return simd.vsum(simd.vadd(a0, a1))
+@njit(cache=True, inline="always")
+def _q8_fma_ssse3(acc, row, b, x):
+    o = b * 34
+    return simd.q8_block_fma(acc, row, o, _q8_scale(row, o), x, b * 32)
+
+
+# AVX-512: 136 bytes per step, three cache lines prefetched
+dot_q8_0_avx512 = row_dot("dot_q8_0_avx512", _q8_fma_avx512, accumulators=4, stride=34, ahead=PREFETCH, lines=3)
+dot_q8_0_ssse3 = row_dot("dot_q8_0_ssse3", _q8_fma_ssse3, accumulators=2, stride=34, ahead=PREFETCH, lines=2)
 
 
 # ------------------------------------------------------------------ BF16 row dots
@@ -100,101 +72,22 @@ def _bf16_tail(row, x, n0, s):
     return s + t
 
 
-@njit(cache=True)
-def dot_bf16_avx512(row, x):
-    n = x.shape[0]
-    a0 = simd.vzero()
-    a1 = simd.vzero()
-    a2 = simd.vzero()
-    a3 = simd.vzero()
-    j = 0
-    while j + 128 <= n:  # 256 bytes per step: four cache lines prefetched
-        simd.prefetch(row, j + BF16_PREFETCH)
-        simd.prefetch(row, j + BF16_PREFETCH + 32)
-        simd.prefetch(row, j + BF16_PREFETCH + 64)
-        simd.prefetch(row, j + BF16_PREFETCH + 96)
-        a0 = simd.bf16_fma(a0, row, j, x, j)
-        a1 = simd.bf16_fma(a1, row, j + 32, x, j + 32)
-        a2 = simd.bf16_fma(a2, row, j + 64, x, j + 64)
-        a3 = simd.bf16_fma(a3, row, j + 96, x, j + 96)
-        j += 128
-    while j + 32 <= n:
-        a0 = simd.bf16_fma(a0, row, j, x, j)
-        j += 32
-    return _bf16_tail(row, x, j, simd.vsum(simd.vadd(simd.vadd(a0, a1), simd.vadd(a2, a3))))
+@njit(cache=True, inline="always")
+def _bf16_fma(acc, row, j, x):
+    return simd.bf16_fma(acc, row, j, x, j)
 
 
-@njit(cache=True)
-def dot_bf16_ssse3(row, x):
-    n = x.shape[0]
-    a0 = simd.vzero()
-    a1 = simd.vzero()
-    j = 0
-    while j + 64 <= n:
-        simd.prefetch(row, j + BF16_PREFETCH)
-        simd.prefetch(row, j + BF16_PREFETCH + 32)
-        a0 = simd.bf16_fma(a0, row, j, x, j)
-        a1 = simd.bf16_fma(a1, row, j + 32, x, j + 32)
-        j += 64
-    while j + 32 <= n:
-        a0 = simd.bf16_fma(a0, row, j, x, j)
-        j += 32
-    return _bf16_tail(row, x, j, simd.vsum(simd.vadd(a0, a1)))
+# Positions are elements. AVX-512: 256 bytes per step, four cache lines (32 elements each) prefetched.
+dot_bf16_avx512 = row_dot("dot_bf16_avx512", _bf16_fma, accumulators=4, block=32, stride=1, ahead=BF16_PREFETCH,
+                          lines=4, line=32, tail=_bf16_tail)
+dot_bf16_ssse3 = row_dot("dot_bf16_ssse3", _bf16_fma, accumulators=2, block=32, stride=1, ahead=BF16_PREFETCH,
+                         lines=2, line=32, tail=_bf16_tail)
 
 
 # ------------------------------------------------------------------ expert matvec
 # w3: [n_experts, rows, width], experts: int64[k], x: float32[k, cols], out: float32[k, rows].
-# Tasks are (expert slot, ROWS_PER_TASK rows); prange hands each thread one
-# contiguous, equal share of them.
 
-
-@njit(parallel=True, cache=True)
-def expert_matvec_q8_0_avx512(w3, experts, x, out):
-    rows = w3.shape[1]
-    chunks = (rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
-    for task in prange(experts.shape[0] * chunks):
-        i = task // chunks
-        r0 = (task - i * chunks) * ROWS_PER_TASK
-        e = experts[i]
-        for r in range(r0, min(rows, r0 + ROWS_PER_TASK)):
-            out[i, r] = dot_q8_0_avx512(w3[e, r], x[i])
-
-
-@njit(parallel=True, cache=True)
-def expert_matvec_q8_0_ssse3(w3, experts, x, out):
-    rows = w3.shape[1]
-    chunks = (rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
-    for task in prange(experts.shape[0] * chunks):
-        i = task // chunks
-        r0 = (task - i * chunks) * ROWS_PER_TASK
-        e = experts[i]
-        for r in range(r0, min(rows, r0 + ROWS_PER_TASK)):
-            out[i, r] = dot_q8_0_ssse3(w3[e, r], x[i])
-
-
-@njit(parallel=True, cache=True)
-def expert_matvec_bf16_avx512(w3, experts, x, out):
-    rows = w3.shape[1]
-    chunks = (rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
-    for task in prange(experts.shape[0] * chunks):
-        i = task // chunks
-        r0 = (task - i * chunks) * ROWS_PER_TASK
-        e = experts[i]
-        for r in range(r0, min(rows, r0 + ROWS_PER_TASK)):
-            out[i, r] = dot_bf16_avx512(w3[e, r], x[i])
-
-
-@njit(parallel=True, cache=True)
-def expert_matvec_bf16_ssse3(w3, experts, x, out):
-    rows = w3.shape[1]
-    chunks = (rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
-    for task in prange(experts.shape[0] * chunks):
-        i = task // chunks
-        r0 = (task - i * chunks) * ROWS_PER_TASK
-        e = experts[i]
-        for r in range(r0, min(rows, r0 + ROWS_PER_TASK)):
-            out[i, r] = dot_bf16_ssse3(w3[e, r], x[i])
-
-
-EXPERT_MATVEC_Q8_0 = {"avx512": expert_matvec_q8_0_avx512, "ssse3": expert_matvec_q8_0_ssse3}
-EXPERT_MATVEC_BF16 = {"avx512": expert_matvec_bf16_avx512, "ssse3": expert_matvec_bf16_ssse3}
+EXPERT_MATVEC_Q8_0 = {p: expert_matvec_kernel(f"expert_matvec_q8_0_{p}", dot)
+                      for p, dot in (("avx512", dot_q8_0_avx512), ("ssse3", dot_q8_0_ssse3))}
+EXPERT_MATVEC_BF16 = {p: expert_matvec_kernel(f"expert_matvec_bf16_{p}", dot)
+                      for p, dot in (("avx512", dot_bf16_avx512), ("ssse3", dot_bf16_ssse3))}

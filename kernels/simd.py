@@ -184,6 +184,20 @@ def _elem_ptr(context, builder, aryty, ary, index, vec_t):
     return builder.bitcast(ptr, vec_t.as_pointer())
 
 
+def _plus_w_times_x(context, builder, acc, w, x_type, x, xo_type, xo):
+    """acc + w * x[xo:xo+32] as <32 x float> (multiply and add contracted to one FMA)."""
+    xo64 = context.cast(builder, xo, xo_type, types.intp)
+    xv = builder.load(_elem_ptr(context, builder, x_type, x, xo64, _VEC), align=4)
+    return builder.fadd(acc, builder.fmul(w, xv, flags=_FLAGS), flags=_FLAGS)
+
+
+def _store_w(context, builder, w, dst_type, dst, do_type, do):
+    """dst[do:do+32] = w; the intrinsic's (void) result."""
+    do64 = context.cast(builder, do, do_type, types.intp)
+    builder.store(w, _elem_ptr(context, builder, dst_type, dst, do64, _VEC), align=4)
+    return context.get_dummy_value()
+
+
 def _declare(builder, name, ret, args):
     mod = builder.module
     try:
@@ -264,14 +278,12 @@ def _make_block_fma(isa):
         def codegen(context, builder, signature, args):
             acc_v, row_v, o_v, d_v, x_v, xo_v = args
             o64 = context.cast(builder, o_v, signature.args[2], types.intp)
-            xo64 = context.cast(builder, xo_v, signature.args[5], types.intp)
             d32 = context.cast(builder, d_v, signature.args[3], types.float32)
             qp = _elem_ptr(context, builder, signature.args[1], row_v,
                            builder.add(o64, ir.Constant(o64.type, 1)), ir.VectorType(_I8, 16))
             q = builder.load(qp, align=1)
             w = decode(builder, q, d32)
-            xv = builder.load(_elem_ptr(context, builder, signature.args[4], x_v, xo64, _VEC), align=4)
-            return builder.fadd(acc_v, builder.fmul(w, xv, flags=_FLAGS), flags=_FLAGS)
+            return _plus_w_times_x(context, builder, acc_v, w, signature.args[4], x_v, signature.args[5], xo_v)
 
         return sig, codegen
 
@@ -291,13 +303,11 @@ def _make_block_store(isa):
         def codegen(context, builder, signature, args):
             row_v, o_v, d_v, dst_v, do_v = args
             o64 = context.cast(builder, o_v, signature.args[1], types.intp)
-            do64 = context.cast(builder, do_v, signature.args[4], types.intp)
             d32 = context.cast(builder, d_v, signature.args[2], types.float32)
             qp = _elem_ptr(context, builder, signature.args[0], row_v,
                            builder.add(o64, ir.Constant(o64.type, 1)), ir.VectorType(_I8, 16))
             w = decode(builder, builder.load(qp, align=1), d32)
-            builder.store(w, _elem_ptr(context, builder, signature.args[3], dst_v, do64, _VEC), align=4)
-            return context.get_dummy_value()
+            return _store_w(context, builder, w, signature.args[3], dst_v, signature.args[4], do_v)
 
         return sig, codegen
 
@@ -338,9 +348,7 @@ def vfma(typingctx, acc, w, x, xo):
 
     def codegen(context, builder, signature, args):
         acc_v, w_v, x_v, xo_v = args
-        xo64 = context.cast(builder, xo_v, signature.args[3], types.intp)
-        xv = builder.load(_elem_ptr(context, builder, signature.args[2], x_v, xo64, _VEC), align=4)
-        return builder.fadd(acc_v, builder.fmul(w_v, xv, flags=_FLAGS), flags=_FLAGS)
+        return _plus_w_times_x(context, builder, acc_v, w_v, signature.args[2], x_v, signature.args[3], xo_v)
 
     return f32x32(acc, w, x, xo), codegen
 
@@ -447,9 +455,7 @@ def q8_block_fma(typingctx, acc, row, o, d, x, xo):
         o64 = context.cast(builder, o_v, signature.args[2], types.intp)
         d32 = _splat(builder, context.cast(builder, d_v, signature.args[3], types.float32), LANES)
         w = _q8_weights(context, builder, signature.args[1], row_v, o64, d32)
-        xo64 = context.cast(builder, xo_v, signature.args[5], types.intp)
-        xv = builder.load(_elem_ptr(context, builder, signature.args[4], x_v, xo64, _VEC), align=4)
-        return builder.fadd(acc_v, builder.fmul(w, xv, flags=_FLAGS), flags=_FLAGS)
+        return _plus_w_times_x(context, builder, acc_v, w, signature.args[4], x_v, signature.args[5], xo_v)
 
     return sig, codegen
 
@@ -466,9 +472,7 @@ def q8_block_fma_h(typingctx, acc, row, o, x, xo):
         o64 = context.cast(builder, o_v, signature.args[2], types.intp)
         d32 = _half_scale(context, builder, signature.args[1], row_v, o64)
         w = _q8_weights(context, builder, signature.args[1], row_v, o64, d32)
-        xo64 = context.cast(builder, xo_v, signature.args[4], types.intp)
-        xv = builder.load(_elem_ptr(context, builder, signature.args[3], x_v, xo64, _VEC), align=4)
-        return builder.fadd(acc_v, builder.fmul(w, xv, flags=_FLAGS), flags=_FLAGS)
+        return _plus_w_times_x(context, builder, acc_v, w, signature.args[3], x_v, signature.args[4], xo_v)
 
     return sig, codegen
 
@@ -485,9 +489,7 @@ def q8_block_store(typingctx, row, o, d, dst, do):
         o64 = context.cast(builder, o_v, signature.args[1], types.intp)
         d32 = _splat(builder, context.cast(builder, d_v, signature.args[2], types.float32), LANES)
         w = _q8_weights(context, builder, signature.args[0], row_v, o64, d32)
-        do64 = context.cast(builder, do_v, signature.args[4], types.intp)
-        builder.store(w, _elem_ptr(context, builder, signature.args[3], dst_v, do64, _VEC), align=4)
-        return context.get_dummy_value()
+        return _store_w(context, builder, w, signature.args[3], dst_v, signature.args[4], do_v)
 
     return sig, codegen
 
@@ -519,9 +521,7 @@ def bf16_fma(typingctx, acc, row, o, x, xo):
         acc_v, row_v, o_v, x_v, xo_v = args
         o64 = context.cast(builder, o_v, signature.args[2], types.intp)
         w = _bf16_weights(context, builder, signature.args[1], row_v, o64)
-        xo64 = context.cast(builder, xo_v, signature.args[4], types.intp)
-        xv = builder.load(_elem_ptr(context, builder, signature.args[3], x_v, xo64, _VEC), align=4)
-        return builder.fadd(acc_v, builder.fmul(w, xv, flags=_FLAGS), flags=_FLAGS)
+        return _plus_w_times_x(context, builder, acc_v, w, signature.args[3], x_v, signature.args[4], xo_v)
 
     return sig, codegen
 
@@ -537,9 +537,7 @@ def bf16_store(typingctx, row, o, dst, do):
         row_v, o_v, dst_v, do_v = args
         o64 = context.cast(builder, o_v, signature.args[1], types.intp)
         w = _bf16_weights(context, builder, signature.args[0], row_v, o64)
-        do64 = context.cast(builder, do_v, signature.args[3], types.intp)
-        builder.store(w, _elem_ptr(context, builder, signature.args[2], dst_v, do64, _VEC), align=4)
-        return context.get_dummy_value()
+        return _store_w(context, builder, w, signature.args[2], dst_v, signature.args[3], do_v)
 
     return sig, codegen
 
