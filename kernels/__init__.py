@@ -16,6 +16,7 @@ Modules, one job each:
     q8_fast     Q8_0 and BF16 matvec kernels on those intrinsics
     gemm_t      prefill kernels with 16 tokens per vector (MXFP4, Q8_0, BF16; SIMD paths)
     mxfp4_few   MXFP4 products for 2-15 tokens, each block decoded once per four tokens (AVX-512)
+    kernel_sets which kernel serves each type on each path (one immutable set per path)
     quantize    float32 rows -> Q8_0 / MXFP4 / BF16 bytes, bit-identical with gguf.quants
     linear      public matvec / expert_matvec / matmul / matmul_t with checks and dispatch
     norms       rmsnorm
@@ -30,7 +31,7 @@ Modules, one job each:
 
 from .attention import attention
 from .dequant import dequantize
-from .linear import expert_matvec, kernel_path, matmul, matvec, mxfp4_path, set_kernel_path, set_mxfp4_path
+from .linear import expert_matvec, kernel_path, matmul, matvec, set_kernel_path
 from .moe import router_topk, swiglu
 from .norms import rmsnorm
 from .rope import apply_rope
@@ -43,10 +44,8 @@ __all__ = [
     "matmul",
     "kernel_path",
     "matvec",
-    "mxfp4_path",
     "rmsnorm",
     "router_topk",
     "set_kernel_path",
-    "set_mxfp4_path",
     "swiglu",
 ]

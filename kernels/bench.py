@@ -107,15 +107,11 @@ def _time(fn, min_time: float, min_reps: int = 3, max_tries: int = 200) -> float
 
 
 def kernels_for(path: str, type_name: str):
-    """(expert_matvec, matmul) kernels of a path ('portable', 'avx512', 'ssse3') for a type."""
-    from . import linear
+    """(expert_matvec, row-dot matmul) kernels of a path ('portable', 'avx512', 'ssse3') for a type."""
+    from .kernel_sets import for_path
 
-    old = linear.set_kernel_path(path)
-    try:
-        t = _ggml_type(type_name)
-        return linear._EXPERT_MATVEC[t], linear._MATMUL[t]
-    finally:
-        linear.set_kernel_path(old)
+    kernels, t = for_path(path), _ggml_type(type_name)
+    return kernels.expert_matvec[t], kernels.matmul[t]
 
 
 # ------------------------------------------------------------------ decode

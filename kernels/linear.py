@@ -5,62 +5,45 @@ arrays to one compiled signature per weight type, and dispatches on the ggml
 type id. ``out`` arrays are written in place.
 
 MXFP4, Q8_0 and BF16 have two implementations: the plain loops (matvec.py /
-matmul.py, any CPU) and the explicit-vector kernels of mxfp4_fast.py and
-q8_fast.py (x86 with AVX-512 or SSSE3). One path is chosen for all of them at
-import from the CPU's features, or forced with
-``GPTOSS_KERNELS=portable|ssse3|avx512`` (see simd.py); :func:`kernel_path`
-says which one is in use and :func:`set_kernel_path` switches (tests,
-benchmarks). ``mxfp4_path`` / ``set_mxfp4_path`` are the older names.
+matmul.py, any CPU) and the explicit-vector kernels of mxfp4_fast.py,
+q8_fast.py, gemm_t.py and mxfp4_few.py (x86 with AVX-512 or SSSE3). Each path's
+kernels form one immutable :class:`kernel_sets.KernelSet`; the set of the path
+chosen at import from the CPU's features (or forced with
+``GPTOSS_KERNELS=portable|ssse3|avx512``, see simd.py) is the active one.
+:func:`kernel_path` says which path that is and :func:`set_kernel_path` swaps
+in another set (tests, benchmarks).
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import ggml_types as gt
-from . import matmul as _mm
-from . import matvec as _mv
-from . import simd
+from . import kernel_sets, simd
+from .kernel_sets import KernelSet
 from .validate import as_input, as_weight, check_output, readonly
 
-_EXPERT_MATVEC = {
-    gt.F32: _mv.expert_matvec_f32,
-    gt.F16: _mv.expert_matvec_f16,
-    gt.BF16: _mv.expert_matvec_bf16,
-    gt.Q8_0: _mv.expert_matvec_q8_0,
-    gt.MXFP4: _mv.expert_matvec_mxfp4,
-}
-
-_MATMUL = {
-    gt.F32: _mm.matmul_f32,
-    gt.F16: _mm.matmul_f16,
-    gt.BF16: _mm.matmul_bf16,
-    gt.Q8_0: _mm.matmul_q8_0,
-    gt.MXFP4: _mm.matmul_mxfp4,
-}
-
-# Token-lane prefill kernels (gemm_t.py), on the SIMD paths only; other types use _MATMUL.
-_MATMUL_T: dict = {}
-# Below this many tokens one matvec per token wins: the token lanes are padded to 8, so
-# 2-4 tokens pay for 8, while a matvec's second and later passes find the matrix in cache
-# (measured on 20b shapes, 2 threads: MXFP4 expert 2 tokens 1.3 vs 3.6 ms, 4 tokens 2.0 vs
-# 2.9 ms; Q8_0 4096x2880 2 tokens 2.3 vs 5.2 ms, 4 tokens 4.2 vs 4.1 ms).
+# Below this many tokens one matvec per token wins over the token-lane kernels: the token
+# lanes are padded to 8, so 2-4 tokens pay for 8, while a matvec's second and later passes
+# find the matrix in cache (measured on 20b shapes, 2 threads: MXFP4 expert 2 tokens 1.3 vs
+# 3.6 ms, 4 tokens 2.0 vs 2.9 ms; Q8_0 4096x2880 2 tokens 2.3 vs 5.2 ms, 4 tokens 4.2 vs 4.1 ms).
 MATMUL_T_MIN_TOKENS = 5
 
 # MXFP4 on the AVX-512 path: below this many tokens mxfp4_few.py (rows read once, each block
 # decoded once for up to four tokens) beats both of the above (20b expert 2880 x 2880 from
 # memory, 2 threads, alternating: 1.2-1.8x for 2-12 tokens, 1.1x for 13-15, equal at 16).
 MATMUL_FEW_MAX_TOKENS = 16
-_MATMUL_FEW: dict = {}
 
-_PORTABLE_EXPERT_MATVEC = dict(_EXPERT_MATVEC)
-_PORTABLE_MATMUL = dict(_MATMUL)
-_PATH = "portable"
+_active: KernelSet = kernel_sets.for_path(simd.KERNEL_ISA)
+
+
+def active_kernels() -> KernelSet:
+    """The kernel set in use (see :func:`set_kernel_path`)."""
+    return _active
 
 
 def kernel_path() -> str:
     """The kernels in use for MXFP4, Q8_0 and BF16: 'avx512', 'ssse3' or 'portable'."""
-    return _PATH
+    return _active.path
 
 
 def set_kernel_path(path: str) -> str:
@@ -68,39 +51,12 @@ def set_kernel_path(path: str) -> str:
 
     Raises ``ValueError`` for a path this CPU cannot run.
     """
-    global _PATH
+    global _active
     if path == "auto":
         path = simd.choose_isa(simd.target_features())
-    if path not in simd.supported_isas(simd.target_features()):
-        raise ValueError(f"kernel path {path!r} is not available on this CPU "
-                         f"(available: {', '.join(simd.supported_isas(simd.target_features()))})")
-    _EXPERT_MATVEC.update(_PORTABLE_EXPERT_MATVEC)
-    _MATMUL.update(_PORTABLE_MATMUL)
-    _MATMUL_T.clear()
-    _MATMUL_FEW.clear()
-    if path == "avx512":
-        from . import mxfp4_few
-
-        _MATMUL_FEW[gt.MXFP4] = mxfp4_few.matmul_few_mxfp4_avx512
-    if path != "portable":
-        from . import gemm_t, mxfp4_fast, q8_fast
-
-        _MATMUL_T[gt.MXFP4] = gemm_t.MATMUL_T_MXFP4[path]
-        _MATMUL_T[gt.Q8_0] = gemm_t.matmul_t_q8_0
-        _MATMUL_T[gt.BF16] = gemm_t.matmul_t_bf16
-
-        _EXPERT_MATVEC[gt.MXFP4] = mxfp4_fast.EXPERT_MATVEC[path]
-        _MATMUL[gt.MXFP4] = mxfp4_fast.MATMUL[path]
-        _EXPERT_MATVEC[gt.Q8_0] = q8_fast.EXPERT_MATVEC_Q8_0[path]
-        _EXPERT_MATVEC[gt.BF16] = q8_fast.EXPERT_MATVEC_BF16[path]
-    old, _PATH = _PATH, path
+    old, _active = _active.path, kernel_sets.for_path(path)
     return old
 
-
-mxfp4_path = kernel_path
-set_mxfp4_path = set_kernel_path
-
-set_kernel_path(simd.MXFP4_ISA)
 
 _EXPERT0 = readonly(np.zeros(1, dtype=np.int64))
 
@@ -123,7 +79,7 @@ def expert_matvec(ggml_type: int, w3: np.ndarray, experts: np.ndarray, x: np.nda
         raise ValueError(f"expert id out of range 0..{w3.shape[0] - 1}")
     check_output(out, "out", (k, w3.shape[1]))
     if k and w3.shape[1]:
-        _EXPERT_MATVEC[ggml_type](w3, idx, x, out)
+        _active.expert_matvec[ggml_type](w3, idx, x, out)
 
 
 def matvec(ggml_type: int, w: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
@@ -134,7 +90,7 @@ def matvec(ggml_type: int, w: np.ndarray, x: np.ndarray, out: np.ndarray) -> Non
     w = as_weight(ggml_type, w, x.shape[0])
     check_output(out, "out", (w.shape[0],))
     if w.shape[0]:
-        _EXPERT_MATVEC[ggml_type](w[None], _EXPERT0, x[None], out[None])
+        _active.expert_matvec[ggml_type](w[None], _EXPERT0, x[None], out[None])
 
 
 def matmul(ggml_type: int, w: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
@@ -150,18 +106,21 @@ def matmul(ggml_type: int, w: np.ndarray, x: np.ndarray, out: np.ndarray) -> Non
     t, rows = x.shape[0], w.shape[0]
     if not (t and rows):
         return
-    if ggml_type in _MATMUL_FEW and t < MATMUL_FEW_MAX_TOKENS:
-        _MATMUL_FEW[ggml_type](w, x, out)
-    elif ggml_type in _MATMUL_T and t < MATMUL_T_MIN_TOKENS:
-        _EXPERT_MATVEC[ggml_type](w[None], readonly(np.zeros(t, dtype=np.int64)), x, out)
-    elif ggml_type in _MATMUL_T:
+    kernels = _active
+    few = kernels.matmul_few.get(ggml_type)
+    lanes = kernels.matmul_t.get(ggml_type)
+    if few is not None and t < MATMUL_FEW_MAX_TOKENS:
+        few(w, x, out)
+    elif lanes is not None and t < MATMUL_T_MIN_TOKENS:
+        kernels.expert_matvec[ggml_type](w[None], readonly(np.zeros(t, dtype=np.int64)), x, out)
+    elif lanes is not None:  # through matmul_t: X transposed and padded in, the result back
         xt = np.zeros((x.shape[1], token_columns(t)), dtype=np.float32)
         xt[:, :t] = x.T
         out_t = np.zeros((_round16(rows), xt.shape[1]), dtype=np.float32)
-        _MATMUL_T[ggml_type](w, readonly(xt), out_t)
+        matmul_t(ggml_type, w, xt, out_t)
         out[...] = out_t[:rows, :t].T
     else:
-        _MATMUL[ggml_type](w, x, out)
+        kernels.matmul[ggml_type](w, x, out)
 
 
 def matmul_t(ggml_type: int, w: np.ndarray, xt: np.ndarray, out_t: np.ndarray) -> None:
@@ -170,7 +129,7 @@ def matmul_t(ggml_type: int, w: np.ndarray, xt: np.ndarray, out_t: np.ndarray) -
     XT: float32 ``[cols, n]``, ``n`` a multiple of 8 (see :func:`token_columns`; padding columns are
     computed and ignored); out_t: float32 ``[rows rounded up to 16, n]``,
     accumulated into. Types without a token-lane kernel (or the portable
-    path) go through :func:`matmul` and give the same contract.
+    path) go through the row-dot kernel and give the same contract.
     """
     xt = as_input(xt, "XT")
     if xt.ndim != 2 or xt.shape[1] % 8:
@@ -180,11 +139,12 @@ def matmul_t(ggml_type: int, w: np.ndarray, xt: np.ndarray, out_t: np.ndarray) -
     check_output(out_t, "out_t", (_round16(rows), n))
     if not (rows and n):
         return
-    if ggml_type in _MATMUL_T:
-        _MATMUL_T[ggml_type](w, xt, out_t)
+    lanes = _active.matmul_t.get(ggml_type)
+    if lanes is not None:
+        lanes(w, xt, out_t)
     else:
         out = np.empty((n, rows), dtype=np.float32)
-        _MATMUL[ggml_type](w, np.ascontiguousarray(xt.T), out)
+        _active.matmul[ggml_type](w, np.ascontiguousarray(xt.T), out)
         out_t[:rows] += out.T
 
 

@@ -124,8 +124,7 @@ def choose_isa(features: dict[str, bool], request: str | None = None) -> str:
     return avail[0]
 
 
-MXFP4_ISA = choose_isa(target_features(), os.environ.get(ENV_VAR))
-KERNEL_ISA = MXFP4_ISA  # one path for every type (MXFP4, Q8_0, BF16); the older name stays
+KERNEL_ISA = choose_isa(target_features(), os.environ.get(ENV_VAR))  # one path for MXFP4, Q8_0 and BF16
 
 # ------------------------------------------------------------------ vector type
 

@@ -41,7 +41,7 @@ def rel_err(got, ref):
 @pytest.mark.parametrize("qtype", [gt.MXFP4, gt.Q8_0, gt.BF16])
 @pytest.mark.parametrize("rows,cols", [(40, 96), (16, 3072)])
 def test_matmul_matches_dequantized_product(path, qtype, rows, cols):
-    assert gt.MXFP4 in linear._MATMUL_T and qtype in linear._MATMUL_T
+    assert gt.MXFP4 in linear.active_kernels().matmul_t and qtype in linear.active_kernels().matmul_t
     rng = np.random.default_rng(rows + cols + qtype)
     raw, ref_w = weights(rng, qtype, rows, cols)
     for t in TOKENS:

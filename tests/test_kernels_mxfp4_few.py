@@ -9,6 +9,8 @@ threshold.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 from gguf import GGMLQuantizationType as QT
@@ -50,16 +52,19 @@ def test_matmul_uses_the_few_token_kernel_below_the_threshold(monkeypatch):
     old = gk.set_kernel_path("avx512")
     try:
         calls = []
-        real = linear._MATMUL_FEW[gt.MXFP4]
-        monkeypatch.setitem(linear._MATMUL_FEW, gt.MXFP4, lambda w, x, out: calls.append(x.shape[0]) or real(w, x, out))
+        kernels = linear.active_kernels()
+        real = kernels.matmul_few[gt.MXFP4]
+        spy = {gt.MXFP4: lambda w, x, out: calls.append(x.shape[0]) or real(w, x, out)}
+        monkeypatch.setattr(linear, "_active", dataclasses.replace(kernels, matmul_few=spy))
         raw, _ = mxfp4_weights(np.random.default_rng(1), 16, 64)
         for t in (1, 7, linear.MATMUL_FEW_MAX_TOKENS - 1, linear.MATMUL_FEW_MAX_TOKENS):
             gk.matmul(gt.MXFP4, raw, np.ones((t, 64), np.float32), np.empty((t, 16), np.float32))
         assert calls == [1, 7, linear.MATMUL_FEW_MAX_TOKENS - 1]
     finally:
+        monkeypatch.undo()
         gk.set_kernel_path(old)
     gk.set_kernel_path("portable")
     try:
-        assert gt.MXFP4 not in linear._MATMUL_FEW
+        assert gt.MXFP4 not in linear.active_kernels().matmul_few
     finally:
         gk.set_kernel_path(old)

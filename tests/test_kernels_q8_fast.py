@@ -55,12 +55,12 @@ def test_dispatcher_uses_the_fast_kernels():
     from gptoss_kernels import linear
 
     assert gk.kernel_path() in FAST
-    assert linear._EXPERT_MATVEC[gt.Q8_0] is q8_fast.EXPERT_MATVEC_Q8_0[gk.kernel_path()]
-    assert linear._EXPERT_MATVEC[gt.BF16] is q8_fast.EXPERT_MATVEC_BF16[gk.kernel_path()]
+    assert linear.active_kernels().expert_matvec[gt.Q8_0] is q8_fast.EXPERT_MATVEC_Q8_0[gk.kernel_path()]
+    assert linear.active_kernels().expert_matvec[gt.BF16] is q8_fast.EXPERT_MATVEC_BF16[gk.kernel_path()]
     old = gk.set_kernel_path("portable")
     try:
-        assert linear._EXPERT_MATVEC[gt.Q8_0] is plain_q8_0
-        assert linear._EXPERT_MATVEC[gt.BF16] is plain_bf16
+        assert linear.active_kernels().expert_matvec[gt.Q8_0] is plain_q8_0
+        assert linear.active_kernels().expert_matvec[gt.BF16] is plain_bf16
     finally:
         gk.set_kernel_path(old)
 

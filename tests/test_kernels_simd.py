@@ -8,10 +8,12 @@ up on the plain loops without being asked to (``GPTOSS_KERNELS``).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
 import textwrap
+from types import MappingProxyType
 
 import numpy as np
 import pytest
@@ -21,7 +23,7 @@ from numba import njit
 
 import gptoss_kernels as gk
 from gptoss_kernels import ggml_types as gt
-from gptoss_kernels import linear, mxfp4_fast, simd
+from gptoss_kernels import kernel_sets, linear, mxfp4_fast, simd
 from gptoss_kernels.matvec import expert_matvec_mxfp4 as plain_expert_matvec
 
 REL_TOL = 1e-5
@@ -71,7 +73,9 @@ def mx_path(request, monkeypatch):
     p, _, rows = request.param.partition("-")
     old = gk.set_kernel_path(p)
     if rows:
-        monkeypatch.setitem(linear._EXPERT_MATVEC, gt.MXFP4, mxfp4_fast.EXPERT_MATVEC_AVX512[rows])
+        kernels = linear.active_kernels()
+        em = MappingProxyType({**kernels.expert_matvec, gt.MXFP4: mxfp4_fast.EXPERT_MATVEC_AVX512[rows]})
+        monkeypatch.setattr(linear, "_active", dataclasses.replace(kernels, expert_matvec=em))
     yield request.param
     monkeypatch.undo()
     gk.set_kernel_path(old)
@@ -96,15 +100,15 @@ def test_choose_isa_from_features():
 
 def test_dispatcher_selects_fast_path_on_this_cpu():
     expected = simd.choose_isa(FEATURES, os.environ.get(simd.ENV_VAR))
-    assert simd.MXFP4_ISA == expected
-    assert gk.mxfp4_path() == expected
+    assert simd.KERNEL_ISA == expected
+    assert gk.kernel_path() == expected
     if not os.environ.get(simd.ENV_VAR) and FAST:
         # this CPU has a SIMD path: being on the plain loops would be a silent fallback
-        assert gk.mxfp4_path() == FAST[0] != "portable"
-        assert linear._EXPERT_MATVEC[gt.MXFP4] is mxfp4_fast.EXPERT_MATVEC[FAST[0]]
-        assert linear._MATMUL[gt.MXFP4] is mxfp4_fast.MATMUL[FAST[0]]
+        assert gk.kernel_path() == FAST[0] != "portable"
+        assert linear.active_kernels().expert_matvec[gt.MXFP4] is mxfp4_fast.EXPERT_MATVEC[FAST[0]]
+        assert linear.active_kernels().matmul[gt.MXFP4] is mxfp4_fast.MATMUL[FAST[0]]
     if FEATURES.get("avx512f") and not os.environ.get(simd.ENV_VAR):
-        assert gk.mxfp4_path() == "avx512"
+        assert gk.kernel_path() == "avx512"
 
 
 @needs_fast
@@ -123,25 +127,41 @@ def test_fast_kernels_contain_the_shuffle():
 @needs_fast
 @pytest.mark.parametrize("request_", ["portable", "ssse3"])
 def test_env_var_forces_a_path(request_):
-    code = "import gptoss_kernels as gk; print(gk.mxfp4_path())"
+    code = "import gptoss_kernels as gk; print(gk.kernel_path())"
     env = dict(os.environ, **{simd.ENV_VAR: request_})
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == simd.choose_isa(FEATURES, request_)
 
 
-def test_set_mxfp4_path_rejects_unavailable():
+def test_set_kernel_path_rejects_unavailable():
     with pytest.raises(ValueError):
-        gk.set_mxfp4_path("neon")
+        gk.set_kernel_path("neon")
     if not FEATURES.get("avx512f"):
         with pytest.raises(ValueError):
-            gk.set_mxfp4_path("avx512")
-    old = gk.set_mxfp4_path("portable")
+            gk.set_kernel_path("avx512")
+    old = gk.set_kernel_path("portable")
     try:
-        assert gk.mxfp4_path() == "portable"
-        assert linear._EXPERT_MATVEC[gt.MXFP4] is plain_expert_matvec
+        assert gk.kernel_path() == "portable"
+        assert linear.active_kernels().expert_matvec[gt.MXFP4] is plain_expert_matvec
     finally:
-        gk.set_mxfp4_path(old)
-    assert gk.mxfp4_path() == old
+        gk.set_kernel_path(old)
+    assert gk.kernel_path() == old
+
+
+def test_set_kernel_path_swaps_whole_immutable_sets():
+    """Each path is one read-only set; switching swaps the active set and never edits one."""
+    before = linear.active_kernels()
+    old = gk.set_kernel_path("portable")
+    try:
+        portable = linear.active_kernels()
+        assert portable.path == "portable" and not portable.matmul_t and not portable.matmul_few
+        with pytest.raises(TypeError):
+            portable.expert_matvec[gt.MXFP4] = None
+    finally:
+        gk.set_kernel_path(old)
+    assert linear.active_kernels() is before
+    for p in FAST:
+        assert set(kernel_sets.for_path(p).matmul_t) == {gt.MXFP4, gt.Q8_0, gt.BF16}
 
 
 # ------------------------------------------------------------------ decoding, exactly
@@ -302,7 +322,7 @@ def test_fast_kernels_load_from_numba_cache(tmp_path):
         import numpy as np
         import gptoss_kernels as gk
         from gptoss_kernels import ggml_types as gt, gemm_t, mxfp4_fast
-        gk.set_mxfp4_path({FAST[0]!r})
+        gk.set_kernel_path({FAST[0]!r})
         w = np.zeros((8, 17), np.uint8)
         w[:, 0] = 127
         out = np.empty(8, np.float32)
