@@ -1,9 +1,13 @@
 """Numba kernels for gptoss (installed as `gptoss_kernels`).
 
 Kernels take NumPy arrays and scalars only: no I/O, no model objects, no CLI.
+Importing the package loads nothing but :mod:`cache_dir` (so the GGUF reader's
+``ggml_types`` comes without Numba); the functions below load their module on
+first use.
 
 Modules, one job each:
     ggml_types  type ids, block geometry, storage layout of a row
+    cache_dir   where Numba caches the compiled kernels (the user cache, never the package)
     specialize  one loop, many kernels: a template jitted per decoder, each cached on its own
     decode      scalar decoders (f16, bf16, E8M0 scale, E2M1 nibble) for use in kernels
     dequant     stored rows -> float32, bit-exact with gguf.quants (the row and block loops)
@@ -26,26 +30,58 @@ Modules, one job each:
     moe         router top-k, clamped SwiGLU
     exp64       branch-free float64 exp that LLVM vectorizes (SwiGLU)
     validate    argument checks shared by the public functions
-    bench       MXFP4 matvec benchmark (``python -m gptoss_kernels.bench``)
+    bench       matvec / expert_matvec / matmul benchmark (``python -m gptoss_kernels.bench``)
 """
 
-from .attention import attention
-from .dequant import dequantize
-from .linear import expert_matvec, kernel_path, matmul, matvec, set_kernel_path
-from .moe import router_topk, swiglu
-from .norms import rmsnorm
-from .rope import apply_rope
+from __future__ import annotations
 
-__all__ = [
-    "apply_rope",
-    "attention",
-    "dequantize",
-    "expert_matvec",
-    "matmul",
-    "kernel_path",
-    "matvec",
-    "rmsnorm",
-    "router_topk",
-    "set_kernel_path",
-    "swiglu",
-]
+import importlib
+import sys
+import types
+
+from .cache_dir import use_user_cache_dir
+
+use_user_cache_dir()  # before any kernel module is decorated
+
+_FUNCTIONS = {
+    "apply_rope": "rope",
+    "attention": "attention",
+    "dequantize": "dequant",
+    "expert_matvec": "linear",
+    "kernel_path": "linear",
+    "matmul": "linear",
+    "matvec": "linear",
+    "rmsnorm": "norms",
+    "router_topk": "moe",
+    "set_kernel_path": "linear",
+    "swiglu": "moe",
+}
+
+__all__ = sorted(_FUNCTIONS)
+
+
+def __getattr__(name: str):
+    if name not in _FUNCTIONS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{_FUNCTIONS[name]}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_FUNCTIONS))
+
+
+class _Package(types.ModuleType):
+    """Keeps ``attention``, ``matmul`` and ``matvec`` the functions when their modules load.
+
+    Importing a submodule sets it as an attribute of the package, which would hide
+    the function of the same name; these stay reachable as submodules all the same.
+    """
+
+    def __setattr__(self, name: str, value: object) -> None:
+        if not (name in _FUNCTIONS and isinstance(value, types.ModuleType)):
+            super().__setattr__(name, value)
+
+
+sys.modules[__name__].__class__ = _Package
