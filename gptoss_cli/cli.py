@@ -213,6 +213,22 @@ def chat_cmd(opts=None) -> None:
         raise typer.Exit(code)
 
 
+@app.command("serve")
+@cli_options("serve")
+def serve_cmd(opts=None) -> None:
+    """Serve the model over an OpenAI-compatible HTTP API (chat completions, responses, completions).
+
+    Example: gptoss serve -m 20b --port 8080; then point an OpenAI client at http://127.0.0.1:8080/v1.
+    Ctrl-C or SIGTERM stops it (running requests get a few seconds to finish).
+    Defaults can be set under [serve] (then [run]) in config.toml in the app directory ($GPTOSS_HOME).
+    """
+    from .serve import serve
+
+    code = serve(opts)
+    if code:
+        raise typer.Exit(code)
+
+
 @app.command("bench")
 def bench_cmd(
     model: Optional[str] = OptionalModelOption,
