@@ -1,7 +1,7 @@
 """Kernel throughput benchmark, every path side by side.
 
 Run as ``python -m gptoss_kernels.bench [--types mxfp4,q8_0,bf16] [--mb 300]
-[--threads 1,2] [--paths ...] [--matmul [--tokens 16,64,128,512]]``.
+[--threads 1,2] [--paths ...] [--matmul | --prefill [--tokens 16,64,128,512]]``.
 Importing this module does nothing; it only allocates when run.
 
 Decode (default): weight GB/s of ``matvec`` over one [rows, 2880] matrix of
@@ -10,8 +10,12 @@ experts of 2880x2880, cycling over enough layers to fill ``--mb``). Weights are
 random codes with realistic scales (MXFP4 block exponents 2^-12 .. 2^-3, Q8_0
 half scales 1e-4 .. 3e-3), large enough not to sit in the cache of a small CPU.
 
-Prefill (``--matmul``): GFLOP/s (2 * T * rows * cols per call) of ``matmul`` on a
-2880x2880 and a 4096x2880 matrix for each token count.
+Prefill: GFLOP/s (2 * T * rows * cols per call) on a 2880x2880 and a 4096x2880
+matrix for each token count, of the row-dot kernels of matmul.py / mxfp4_fast.py
+(``--matmul``), or of the public ``matmul`` (``--prefill``: the few-token,
+token-lane or row-dot kernel that the path and T select, with its transposes).
+``--prefill`` uses only the package's public functions, so this file also
+measures an older copy of the package (docs/bench/kernel_refactor_bench.sh).
 
 On a machine shared with other work, a trial during which other processes used
 the CPU (Linux /proc/stat) is repeated, so the numbers are the kernel's own.
@@ -173,11 +177,15 @@ def run(mb: float, threads: list[int], paths: list[str], min_time: float = 1.0,
 
 
 def run_matmul(tokens: list[int], threads: list[int], paths: list[str], min_time: float = 0.5,
-               type_name: str = "q8_0", shapes: tuple[tuple[int, int], ...] = ((2880, 2880), (4096, 2880))
-               ) -> list[tuple]:
+               type_name: str = "q8_0", shapes: tuple[tuple[int, int], ...] = ((2880, 2880), (4096, 2880)),
+               public: bool = False) -> list[tuple]:
+    """GFLOP/s of the row-dot prefill kernel of each path, or with ``public`` of ``linear.matmul``."""
     import numba
 
+    from . import linear
+
     rng = np.random.default_rng(1)
+    ggml_type = _ggml_type(type_name)
     results = []
     for rows, cols in shapes:
         w = random_weights(rng, type_name, (rows,), cols)
@@ -187,13 +195,18 @@ def run_matmul(tokens: list[int], threads: list[int], paths: list[str], min_time
             out = np.empty((T, rows), np.float32)
             flops = 2.0 * T * rows * cols
             for path in paths:
-                kern = kernels_for(path, type_name)[1]
-                for nt in threads:
-                    numba.set_num_threads(nt)
-                    t = _time(lambda: kern(w, X, out), min_time)
-                    results.append((type_name, rows, cols, T, path, nt, flops / t / 1e9))
-                    print(f"{type_name:6s} {rows}x{cols} T={T:4d} {path:9s} threads={nt}  "
-                          f"{flops / t / 1e9:7.1f} GFLOP/s ({t * 1e3:.2f} ms)", flush=True)
+                old = linear.set_kernel_path(path)
+                try:
+                    kern = (lambda w, X, out: linear.matmul(ggml_type, w, X, out)) if public else \
+                        kernels_for(path, type_name)[1]
+                    for nt in threads:
+                        numba.set_num_threads(nt)
+                        t = _time(lambda: kern(w, X, out), min_time)
+                        results.append((type_name, rows, cols, T, path, nt, flops / t / 1e9))
+                        print(f"{type_name:6s} {rows}x{cols} T={T:4d} {path:9s} threads={nt}  "
+                              f"{flops / t / 1e9:7.1f} GFLOP/s ({t * 1e3:.2f} ms)", flush=True)
+                finally:
+                    linear.set_kernel_path(old)
     return results
 
 
@@ -206,16 +219,19 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--threads", default="1,2", help="comma-separated thread counts (default 1,2)")
     p.add_argument("--paths", default=None, help="comma-separated paths (default: all this CPU runs)")
     p.add_argument("--min-time", type=float, default=1.0, help="seconds per measurement (default 1)")
-    p.add_argument("--matmul", action="store_true", help="measure prefill matmul GFLOP/s instead")
-    p.add_argument("--tokens", default="16,64,128,512", help="token counts for --matmul")
+    p.add_argument("--matmul", action="store_true", help="measure the row-dot prefill kernels' GFLOP/s instead")
+    p.add_argument("--prefill", action="store_true",
+                   help="measure the GFLOP/s of the public matmul instead (the kernel prefill runs for each T)")
+    p.add_argument("--tokens", default="16,64,128,512", help="token counts for --matmul / --prefill")
     a = p.parse_args(argv)
     paths = a.paths.split(",") if a.paths else ["portable"] + [
         s for s in simd.supported_isas(simd.target_features()) if s != "portable"]
     threads = [int(t) for t in a.threads.split(",")]
     print(f"selected path: {simd.KERNEL_ISA}")
     for type_name in a.types.split(","):
-        if a.matmul:
-            run_matmul([int(t) for t in a.tokens.split(",")], threads, paths, a.min_time / 2, type_name)
+        if a.matmul or a.prefill:
+            run_matmul([int(t) for t in a.tokens.split(",")], threads, paths, a.min_time / 2, type_name,
+                       public=a.prefill)
         else:
             run(a.mb, threads, paths, a.min_time, type_name)
 
