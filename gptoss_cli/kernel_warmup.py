@@ -29,15 +29,8 @@ def _kernel_sources() -> list[Path]:
 
 def compile_marker_dir() -> Path:
     """Where the "kernels compiled" markers live: in Numba's cache directory of our kernels."""
-    try:  # TODO(lead): drop the fallback once kernels/cache_dir.py lands
-        from gptoss_kernels.cache_dir import numba_cache_dir
-    except ImportError:
-        import os
+    from gptoss_kernels.cache_dir import numba_cache_dir
 
-        from .app_paths import user_cache_dir
-
-        env = os.environ.get("NUMBA_CACHE_DIR")
-        return Path(env) / "gptoss" if env else user_cache_dir() / "numba"
     return numba_cache_dir()
 
 
