@@ -114,10 +114,40 @@ def compile_schema(schema: Any, where: str, *, lenient: bool = False) -> str:
         raise OptionError(f"{where}: {e}") from None
     why = _refusal(grammar)
     if why is not None:
-        text = _one_line(why)
-        place = locate(schema, why)
+        text, place = _explain(schema, why, options)
         raise OptionError(f"{where}: {text}" + (f" (at {place})" if place else ""))
     return grammar
+
+
+_UNSATISFIABLE_REQUIRED = re.compile(r"required property '([^']*)' is unsatisfiable")
+
+
+def _explain(schema: dict[str, Any], why: str, options: dict[str, Any]) -> tuple[str, str | None]:
+    """llguidance's complaint on one line and its place; for a required property that can have
+    no value, the reason inside that property (llguidance reports only the property)."""
+    place = locate(schema, why)
+    m = _UNSATISFIABLE_REQUIRED.search(why)
+    if m and place and place.endswith("/required"):
+        base = place[: -len("/required")]
+        sub = _at(schema, base).get("properties", {}).get(m.group(1))
+        if isinstance(sub, dict):
+            sub = {**{k: schema[k] for k in ("$defs", "definitions") if k in schema}, **sub}  # keep local $refs
+            llg = _llguidance()
+            inner = _refusal(llg.LLMatcher.grammar_from_json_schema(sub, defaults=options))
+            if inner is not None:
+                text, deeper = _explain(sub, inner, options)
+                key = m.group(1).replace("~", "~0").replace("/", "~1")
+                return text, f"{base}/properties/{key}{deeper or ''}"
+    return _one_line(why), place
+
+
+def _at(schema: Any, pointer: str) -> dict[str, Any]:
+    """The object at a JSON pointer of the schema ({} when it is not one)."""
+    node = schema
+    for part in pointer.split("/")[1:]:
+        part = part.replace("~1", "/").replace("~0", "~")
+        node = node[int(part)] if isinstance(node, list) else node.get(part, {})
+    return node if isinstance(node, dict) else {}
 
 
 def json_schema_format(
