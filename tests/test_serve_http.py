@@ -79,6 +79,8 @@ class PromptScriptModel(ScriptedModel):
     def _choose(self, fed: list[int]) -> list[int]:
         text = self.encoding.tokenizer.decode(fed)
         last_user = text.rsplit("<|start|>user<|message|>", 1)[-1]
+        if "agent loop" in last_user and last_user.count("to=assistant") < 5:
+            return self.scripts["weather"]  # call again, five times
         if "to=assistant" in last_user:
             return self.after_tool
         for needle, script in self.scripts.items():
@@ -419,3 +421,42 @@ def test_concurrent_requests_batch_and_all_answer(harmony_encoding):
         assert sum(r.choices[0].finish_reason == "tool_calls" for r in out) == 4
     finally:
         s.close()
+
+
+def _agent_loop(client) -> list[int]:
+    """5 tool round trips and the answer; the prompt tokens each request computed."""
+    messages = [{"role": "system", "content": "You are an agent."},
+                {"role": "user", "content": "agent loop: check the weather five times"}]
+    computed = []
+    for turn in range(6):
+        r = client.chat.completions.create(model="scripted", messages=messages, tools=WEATHER_TOOLS)
+        u = r.usage
+        computed.append(u.prompt_tokens - u.prompt_tokens_details.cached_tokens)
+        m = r.choices[0].message
+        if turn == 5:
+            assert m.content == "It is 21 C in Paris."
+            break
+        (call,) = m.tool_calls
+        messages.append({"role": "assistant", "content": None, "reasoning_content": m.reasoning_content,
+                         "tool_calls": [call.model_dump()]})
+        messages.append({"role": "tool", "tool_call_id": call.id, "content": f'{{"temp": {20 + turn}}}'})
+    return computed
+
+
+def test_agent_loop_computes_only_each_new_turn(harmony_encoding):
+    """Each turn's prompt continues the tokens the previous one left in its slot: it computes the call's
+    <|call|> (a stop token is sampled, never fed), the tool message and <|start|>assistant, nothing more.
+    Without the continuations (a fresh render puts to= before the channel) the call is computed again."""
+    from gptoss_cli.serve.messages import tool_message
+
+    per_turn = len(harmony_encoding.render(tool_message("get_weather", '{"temp": 20}'))) + 3
+    s = InProcessServer(harmony_encoding)
+    try:
+        with_continuations = _agent_loop(s.client())
+        s.state.continuations = None
+        without = _agent_loop(s.client())
+    finally:
+        s.close()
+    print(f"\nagent loop, prompt tokens computed per request: {with_continuations} (continuations), {without} (none)")
+    assert with_continuations[1:] == [per_turn] * 5, with_continuations
+    assert all(w > c for w, c in zip(without[1:], with_continuations[1:])), without
