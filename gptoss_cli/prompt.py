@@ -9,7 +9,10 @@ can check a prompt, a tools file or an option before paying for NumPy.
 The system message follows openai-harmony's defaults (model identity, knowledge
 cutoff 2024-06, the three channels) plus today's date and the reasoning effort,
 as OpenAI's gpt-oss reference tools send it. `--system` text and function tools
-go in the developer message, where gpt-oss expects instructions.
+go in the developer message, where gpt-oss expects instructions; a response
+format (`--json-schema`, `--json-object`) ends it with a `# Response Formats`
+section, as the Harmony format guide describes (openai-harmony has no field for
+it, so it is a text item after the developer content).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import datetime as _dt
 import json
 import re
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Protocol
 
 from .errors import InputError
 from .harmony.model import (
@@ -28,6 +31,7 @@ from .harmony.model import (
     ReasoningEffort,
     Role,
     SystemContent,
+    TextContent,
     ToolDescription,
     parse_reasoning_effort,
 )
@@ -36,6 +40,8 @@ __all__ = [
     "build_conversation",
     "system_content",
     "developer_content",
+    "developer_message",
+    "response_formats_section",
     "today",
     "tools_from_openai",
     "load_tools_file",
@@ -77,6 +83,37 @@ def developer_content(instructions: str | None = None, tools: list[ToolDescripti
     return dc
 
 
+class DescribedFormat(Protocol):
+    """What the prompt says about a response format (gptoss_cli.structured.ResponseFormat has it)."""
+
+    name: str
+    description: str | None
+    schema: dict[str, Any] | None  # None: a grammar, which the prompt does not describe
+
+
+def response_formats_section(name: str, schema: dict[str, Any], description: str | None = None) -> str:
+    """The developer message's `# Response Formats` section (Harmony format guide, structured output):
+    the format's name, its description as a `//` comment, then the schema as compact JSON."""
+    comment = "".join(f"// {line}\n" for line in description.splitlines()) if description else ""
+    body = json.dumps(schema, separators=(",", ":"), ensure_ascii=False)
+    return f"# Response Formats\n\n## {name}\n\n{comment}{body}"
+
+
+def developer_message(
+    dev: DeveloperContent | None, response_format: DescribedFormat | None = None
+) -> Message | None:
+    """The developer message: its content, then the response format's section; None when empty."""
+    has_dev = dev is not None and bool(dev.instructions or dev.tools)
+    section = None
+    if response_format is not None and response_format.schema is not None:
+        section = response_formats_section(response_format.name, response_format.schema, response_format.description)
+    if section is None:
+        return Message.from_role_and_content(Role.DEVELOPER, dev) if has_dev else None
+    if not has_dev:
+        return Message.from_role_and_content(Role.DEVELOPER, section)
+    return Message.from_role_and_contents(Role.DEVELOPER, [dev, TextContent("\n\n" + section)])
+
+
 def build_conversation(
     user_text: str | None,
     *,
@@ -84,12 +121,13 @@ def build_conversation(
     reasoning_effort: ReasoningEffort | str = ReasoningEffort.MEDIUM,
     tools: list[ToolDescription] | None = None,
     date: str | None = None,
+    response_format: DescribedFormat | None = None,
 ) -> Conversation:
     """system (+ developer) (+ user) messages, ready for render_conversation_for_completion."""
     messages = [Message.from_role_and_content(Role.SYSTEM, system_content(reasoning_effort, date))]
-    dev = developer_content(instructions, tools)
+    dev = developer_message(developer_content(instructions, tools), response_format)
     if dev is not None:
-        messages.append(Message.from_role_and_content(Role.DEVELOPER, dev))
+        messages.append(dev)
     if user_text is not None:
         messages.append(Message.from_role_and_content(Role.USER, user_text))
     return Conversation.from_messages(messages)
