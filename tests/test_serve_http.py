@@ -116,6 +116,15 @@ class FakeLoaded:
     def generator(self):
         return Generator(self.model, self.encoding)
 
+    def new_cache(self):
+        return self.model.new_cache()
+
+    def forward(self, tokens, cache, all_logits=False):
+        import numpy as np
+
+        rows = [self.model.forward([t], cache) for t in tokens]
+        return np.stack(rows) if all_logits else rows[-1]
+
 
 class InProcessServer:
     def __init__(self, encoding, *, api_key=None, parallel=2, max_queue=4, delay=0.0, context=4096):
@@ -460,3 +469,90 @@ def test_agent_loop_computes_only_each_new_turn(harmony_encoding):
     print(f"\nagent loop, prompt tokens computed per request: {with_continuations} (continuations), {without} (none)")
     assert with_continuations[1:] == [per_turn] * 5, with_continuations
     assert all(w > c for w, c in zip(without[1:], with_continuations[1:])), without
+
+
+# -- the Responses API -------------------------------------------------------------------------
+
+RESPONSE_TOOLS = [{"type": "function", "name": "get_weather", "description": "Current weather for a city.",
+                   "parameters": {"type": "object", "properties": {"location": {"type": "string"}}}}]
+
+
+def test_responses_text_input(srv):
+    r = srv.client().responses.create(model="scripted", input="hello", instructions="Be nice.",
+                                      reasoning={"effort": "low"})
+    assert r.status == "completed" and r.output_text == "Hello there!"
+    kinds = [item.type for item in r.output]
+    assert kinds == ["reasoning", "message"]
+    assert r.output[0].content[0].text == "The user greets; greet back."
+    assert r.usage.output_tokens == len(srv.model.answer) and r.usage.output_tokens_details.reasoning_tokens > 0
+    assert r.reasoning.effort == "low"
+
+
+def test_responses_stream_events(srv):
+    events = list(srv.client().responses.create(model="scripted", input="hello", stream=True))
+    types = [e.type for e in events]
+    assert types[0] == "response.created" and types[-1] == "response.completed"
+    for t in ("response.output_item.added", "response.reasoning_text.delta", "response.output_text.delta",
+              "response.output_text.done", "response.output_item.done"):
+        assert t in types
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    text = "".join(e.delta for e in events if e.type == "response.output_text.delta")
+    assert text == "Hello there!" and events[-1].response.output_text == "Hello there!"
+
+
+def test_responses_function_call_and_previous_response_id(srv):
+    client = srv.client()
+    r = client.responses.create(model="scripted", input="weather please", tools=RESPONSE_TOOLS)
+    call = next(item for item in r.output if item.type == "function_call")
+    assert call.name == "get_weather" and json.loads(call.arguments) == {"location": "Paris"}
+    r2 = client.responses.create(model="scripted", previous_response_id=r.id, tools=RESPONSE_TOOLS,
+                                 input=[{"type": "function_call_output", "call_id": call.call_id, "output": '{"t": 21}'}])
+    assert r2.output_text == "It is 21 C in Paris." and r2.previous_response_id == r.id
+    assert r2.usage.input_tokens - r2.usage.input_tokens_details.cached_tokens < 30  # continued in the cache
+
+
+def test_responses_stream_function_call_arguments(srv):
+    events = list(srv.client().responses.create(model="scripted", input="weather please", tools=RESPONSE_TOOLS,
+                                                stream=True))
+    args = "".join(e.delta for e in events if e.type == "response.function_call_arguments.delta")
+    assert json.loads(args) == {"location": "Paris"}
+    assert any(e.type == "response.function_call_arguments.done" for e in events)
+
+
+def test_responses_items_input_and_errors(srv):
+    client = srv.client()
+    r = client.responses.create(model="scripted", input=[
+        {"role": "developer", "content": "Be brief."},
+        {"type": "message", "role": "user", "content": [{"type": "input_text", "text": "hello"}]},
+    ], max_output_tokens=3)
+    assert r.status == "incomplete" and r.incomplete_details.reason == "max_output_tokens"
+    with pytest.raises(openai.NotFoundError):
+        client.responses.create(model="scripted", input="hi", previous_response_id="resp_nope")
+    with pytest.raises(openai.BadRequestError):
+        client.responses.create(model="scripted", input=[{"type": "function_call_output", "call_id": "x", "output": "1"}])
+
+
+# -- raw completions ------------------------------------------------------------------------
+
+
+def test_completions_text_echo_and_logprobs(srv):
+    client = srv.client()
+    prompt = "<|start|>user<|message|>hello<|end|><|start|>assistant"
+    r = client.completions.create(model="scripted", prompt=prompt, max_tokens=6, logprobs=1)
+    text = r.choices[0].text
+    assert text == srv.model.encoding.tokenizer.decode(srv.model.answer[:6])
+    assert r.choices[0].finish_reason == "length" and len(r.choices[0].logprobs.token_logprobs) == 6
+    r = client.completions.create(model="scripted", prompt=prompt, max_tokens=0, echo=True, logprobs=0)
+    lp = r.choices[0].logprobs
+    assert r.choices[0].text == prompt and lp.token_logprobs[0] is None
+    assert len(lp.tokens) == len(srv.model.encoding.tokenizer.encode(prompt, allow_special=True))
+    ids = srv.model.encoding.tokenizer.encode("hello")
+    r = client.completions.create(model="scripted", prompt=ids, max_tokens=2, stream=True)
+    assert len([c for c in r if c.choices and c.choices[0].text]) == 2
+
+
+def test_completions_bad_prompts(srv):
+    for body in ({"prompt": 5}, {"prompt": [1, "a"]}, {"prompt": [-1]}, {"prompt": ["a", "b"]},
+                 {"prompt": "x", "max_tokens": 0}):
+        r = httpx.post(srv.url + "/v1/completions", json=body)
+        assert r.status_code == 400 and r.json()["error"]["param"] in ("prompt", "max_tokens"), (body, r.text)

@@ -117,6 +117,30 @@ async def chat_completions(request: Request, state: ServerState) -> Response:
     return JSONResponse(await chat_completion(req, state, request.receive))
 
 
+async def responses(request: Request, state: ServerState) -> Response:
+    from .responses import create_response, parse_response_request, response_events, submit_response
+
+    req = parse_response_request(await read_json(request), state)
+    if req.stream:
+        pipe, job = submit_response(req, state)
+        return StreamingResponse(response_events(req, state, pipe, job), media_type="text/event-stream",
+                                 headers=SSE_HEADERS)
+    return JSONResponse(await create_response(req, state, request.receive))
+
+
+async def completions(request: Request, state: ServerState) -> Response:
+    from .completions import completion, completion_chunks, parse_completion, submit_completion
+
+    req = parse_completion(await read_json(request), state)
+    if req["stream"]:
+        if req["max_tokens"] == 0:
+            raise APIError(400, "a streamed completion needs max_tokens >= 1", param="max_tokens")
+        pipe, job = submit_completion(req, state)
+        return StreamingResponse(completion_chunks(req, state, pipe, job), media_type="text/event-stream",
+                                 headers=SSE_HEADERS)
+    return JSONResponse(await completion(req, state, request.receive))
+
+
 def build_app(state: ServerState, extra: list[tuple[str, str, Handler, list[str]]] | None = None) -> Starlette:
     """The ASGI app over a ServerState (loaded or not: /health says which)."""
 
@@ -129,6 +153,8 @@ def build_app(state: ServerState, extra: list[tuple[str, str, Handler, list[str]
         route("/v1/models/{name:path}", "models", model, ["GET"], needs_model=False),
         route("/metrics", "metrics", metrics, ["GET"], needs_model=False),
         route("/v1/chat/completions", "chat.completions", chat_completions, ["POST"]),
+        route("/v1/responses", "responses", responses, ["POST"]),
+        route("/v1/completions", "completions", completions, ["POST"]),
     ]
     for path, name, handler, methods in extra or []:
         routes.append(route(path, name, handler, methods))

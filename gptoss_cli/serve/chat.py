@@ -175,6 +175,8 @@ async def chat_chunks(req: ChatRequest, state: Any, pipe: Pipe, job: Job) -> Asy
         if kind == "deltas":
             lp = chat_logprobs(state.tokenizer, lps) if req.logprobs is not None and lps else None
             for d in value:
+                if d.opens and d.kind != CALL:
+                    continue
                 if d.kind == REASONING:
                     yield chunk({"reasoning_content": d.text})
                 elif d.kind == CONTENT:

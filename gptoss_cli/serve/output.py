@@ -45,12 +45,12 @@ class OutCall:
 
 @dataclass
 class Delta:
-    """One piece of output: text of a kind, or a tool call opening (call set, text empty) or its arguments."""
+    """One piece of output: text of a kind, or a message opening (opens, text empty; a call's has `call`)."""
 
     kind: str
     text: str = ""
     call: OutCall | None = None
-    opens: bool = False  # a tool call begins (its id and name are new)
+    opens: bool = False  # a message begins (for a call: its id and name are new)
     token: int | None = None  # the token that produced it
 
 
@@ -123,8 +123,10 @@ class OutputMapper:
             self.calls.append(call)
             self._call = call
             out.append(Delta(CALL, "", call, opens=True, token=self._token))
-        elif kind in self._seen:
-            self._text("\n" if kind == REASONING else "", out)
+        else:
+            out.append(Delta(kind, "", opens=True, token=self._token))
+            if kind in self._seen:
+                self._text("\n" if kind == REASONING else "", out)
         self._seen.add(kind)
 
     def _text(self, text: str, out: list[Delta]) -> None:

@@ -9,7 +9,7 @@ tokens generated). Everything the coroutine needs arrives as items:
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Callable
 
 from ..events import GenerationEvent, GenerationResult
 from .errors import APIError
@@ -40,7 +40,8 @@ class Pipe:
     def step(self, events: list[GenerationEvent], logprob: LogProb | None) -> bool:
         deltas = self.mapper.feed(events)
         lps: list[LogProb] = []
-        if logprob is not None and (self._all or any(d.kind == CONTENT and d.token == logprob.token for d in deltas)):
+        answer = any(d.kind == CONTENT and d.text and d.token == logprob.token for d in deltas) if logprob else False
+        if logprob is not None and (self._all or answer):
             lps.append(logprob)
             self.logprobs.append(logprob)
         if deltas or lps:
@@ -66,8 +67,11 @@ async def _watch_disconnect(receive: Any, job: Job, scheduler: Scheduler) -> Non
             return
 
 
-async def run_to_end(pipe: Pipe, job: Job, scheduler: Scheduler, receive: Any) -> GenerationResult:
-    """Submit the job and wait for its result (non-streaming requests); APIError when it fails."""
+async def run_to_end(
+    pipe: Pipe, job: Job, scheduler: Scheduler, receive: Any, on_deltas: Callable[[list], Any] | None = None
+) -> GenerationResult:
+    """Submit the job and wait for its result (non-streaming requests); APIError when it fails.
+    on_deltas sees each step's deltas (the Responses API builds its output items from them)."""
     scheduler.submit(job)
     watcher = asyncio.ensure_future(_watch_disconnect(receive, job, scheduler))
     try:
@@ -77,6 +81,8 @@ async def run_to_end(pipe: Pipe, job: Job, scheduler: Scheduler, receive: Any) -
                 return value
             if kind == "error":
                 raise value
+            if on_deltas is not None:
+                on_deltas(value)
     finally:
         watcher.cancel()
         job.cancel()  # a no-op when finished; ends the generation when this coroutine was cancelled

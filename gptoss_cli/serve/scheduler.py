@@ -73,6 +73,8 @@ class Job:
     adjust: LogitsAdjust | None = None
     cancelled: bool = False
     cancel_reason: APIError | None = None  # sent to the consumer; None: the client went away
+    #: instead of a generation: work(lm) runs on the model thread and its value goes to finished()
+    work: Callable[[Any], Any] | None = None
     #: set once the job has a slot: the tokens its prompt reused
     cached_tokens: int | None = None
     submitted: float = field(default_factory=time.monotonic)
@@ -195,13 +197,16 @@ class Scheduler:
                         a.job.cancel(self._closing)
                 admit = self._take_admissions()
             for job, slot, reuse in admit:
-                self._start(job, slot, reuse)
+                if slot is None:
+                    self._work(job)
+                else:
+                    self._start(job, slot, reuse)
             if self._active:
                 t0 = time.perf_counter()
                 self._step()
                 self._step_s.append(time.perf_counter() - t0)
 
-    def _take_admissions(self) -> list[tuple[Job, Slot, int]]:
+    def _take_admissions(self) -> list[tuple[Job, Slot | None, int]]:
         out = []
         while self._queue:
             free = [s for s in self.slots if not s.busy]
@@ -209,6 +214,9 @@ class Scheduler:
                 break
             job = self._queue.popleft()
             if job.cancelled:  # the client went away while it waited
+                continue
+            if job.work is not None:
+                out.append((job, None, 0))
                 continue
             slot, reuse = choose_slot(free, job.prompt)
             slot.busy = True
@@ -245,6 +253,17 @@ class Scheduler:
         self._consumer_call(job, "step", events, None)
         self._active.append(_Active(job, slot, generation, logits))
         self.metrics.active = len(self._active)
+
+    def _work(self, job: Job) -> None:
+        assert job.work is not None
+        try:
+            value = job.work(self.lm)
+        except GptossError as e:
+            self._consumer_call(job, "failed", APIError(400, str(e), code="invalid_prompt"))
+        except Exception as e:
+            self._consumer_call(job, "failed", _internal(e))
+        else:
+            self._consumer_call(job, "finished", value, False)
 
     def _release(self, slot: Slot) -> None:
         with self._cond:

@@ -32,6 +32,9 @@ class ServerState:
         self._ready = threading.Event()
         self._log = log if log is not None else (lambda line: sys.stderr.write(line + "\n"))
         self.continuations: Any = None  # gptoss_cli.serve.continuations.Continuations, once loaded
+        from .responses import ResponseStore
+
+        self.responses = ResponseStore()  # previous_response_id
 
     # -- loading ------------------------------------------------------------------
 
