@@ -57,6 +57,23 @@ def _at_least_one(v: Any) -> str | None:
     return f"{v} (must be >= 1)" if v < 1 else None
 
 
+def _format_problem(kind: str, path: Any) -> str | None:
+    """Why a --json-schema / --grammar file is unusable (gptoss_cli.structured's one line), or None."""
+    from .structured.formats import load_format_file
+
+    try:
+        load_format_file(kind, str(path))
+    except OptionError as e:
+        return str(e)
+    return None
+
+
+def _budget_problem(v: Any) -> str | None:
+    from .memory_budget import size_problem
+
+    return size_problem(v)
+
+
 @dataclass(frozen=True)
 class Option:
     """One setting: what it is, where it may be given, and what values it takes."""
@@ -108,6 +125,9 @@ OPTIONS: tuple[Option, ...] = (
            check=_at_least_one, unset="the model's"),
     Option("threads", int, None, ("-t", "--threads"), "CPU threads.", _ALL, check=_at_least_one,
            unset="all available"),
+    Option("mem_budget", str, None, ("--mem-budget",),
+           "Most memory to hold, model pages included (e.g. 16G); a larger model's experts are paged from disk.",
+           _ALL, check=_budget_problem, unset="available memory minus a margin", metavar="SIZE"),
     Option("temperature", float, 1.0, ("--temperature",), "Sampling temperature; 0 is greedy.", _ALL,
            check=_finite(lambda v: f"{v} (must be >= 0; 0 means greedy)" if v < 0 else None),
            set_key="temperature", set_aliases=("temp",), set_help="number >= 0 (0 is greedy)"),
@@ -139,6 +159,14 @@ OPTIONS: tuple[Option, ...] = (
            config=False, help_for={CHAT: "Show the load time in the banner."}, show_default=False),
     Option("tools", str, None, ("--tools",), "JSON file of function tools (OpenAI tools format).", _GEN,
            config=False, show_default=False, metavar="FILE"),
+    Option("json_schema", str, None, ("--json-schema",),
+           "The final answer is JSON that matches this JSON schema file (the reasoning stays free).", _GEN,
+           check=lambda v: _format_problem("json_schema", v), config=False, show_default=False, metavar="FILE"),
+    Option("json_object", bool, False, ("--json-object",), "The final answer is a JSON object.", _GEN,
+           config=False, show_default=False),
+    Option("grammar", str, None, ("--grammar",),
+           "The final answer follows this grammar file (llguidance's Lark syntax, or GBNF).", _GEN,
+           check=lambda v: _format_problem("grammar", v), config=False, show_default=False, metavar="FILE"),
     Option("prompt_cache", bool, True, ("--prompt-cache/--no-prompt-cache",),
            "Reuse saved prompt prefixes (the system message, a repeated prompt) from the cache directory.", _ALL),
     Option("host", str, "127.0.0.1", ("--host",), "Address to listen on (anything but loopback wants --api-key).",

@@ -4,9 +4,11 @@
 (gptoss_cli.options). Values left as None take the user config's [run]
 defaults, then the built-in ones.
 
-Order of work, cheapest checks first: options, prompt text, tools file, model
-name, then the model load (and the one-time kernel compile), the prompt render,
-and generation. Returns the exit code: 0, or 130 after Ctrl-C (what was
+Order of work, cheapest checks first: options (a --json-schema or --grammar
+file is checked by its option's rule), prompt text, tools file, model name, then
+the model load (and the one-time kernel compile), the structured-output
+constraint (with --tools or a response format), the prompt render, and
+generation. Returns the exit code: 0, or 130 after Ctrl-C (what was
 produced is still printed).
 """
 
@@ -34,7 +36,7 @@ def open_for(o: Any, notice: Callable[[str], None] | None = None):
     try:
         return load_model(
             o.model, threads=o.threads, context=o.ctx_size, prompt_cache=bool(o.prompt_cache),
-            warm_up=True, notice=notice,
+            warm_up=True, notice=notice, mem_budget=o.mem_budget,
         )
     except OptionError as e:
         if e.option is None:
@@ -96,6 +98,10 @@ def _run(
     if not text.strip():
         raise OptionError("no prompt: give PROMPT, -f FILE, or pipe text on standard input")
     tools = load_tools_file(o.tools) if o.tools else None
+    from .structured import compile_tools, format_from_settings
+
+    response_format = format_from_settings(o)
+    tool_grammars = compile_tools(tools)  # a tool's parameters that llguidance refuses: exit 2 now
 
     # 2. the model
     from .run_output import make_renderer, stats_line
@@ -107,13 +113,17 @@ def _run(
     lm = open_for(o, notice)
     path = lm.path
     try:
+        plan = _structured_plan(lm.tokenizer, response_format, tool_grammars, err if o.verbose else None)
         conv = build_conversation(
-            text, instructions=o.system, reasoning_effort=str(o.reasoning_effort), tools=tools
+            text, instructions=o.system, reasoning_effort=str(o.reasoning_effort), tools=tools,
+            response_format=response_format,
         )
         gen = lm.generator()
         prompt_ids = gen.render(conv)
         sampling = sampling_params(o)
-        generation = gen.generate(prompt_ids, sampling, max_tokens=o.max_tokens)
+        generation = gen.generate(
+            prompt_ids, sampling, max_tokens=o.max_tokens, constraint=plan.constraint() if plan is not None else None
+        )
 
         mode = "raw" if o.raw else "json" if o.json else "jsonl" if o.jsonl else "text"
         renderer = make_renderer(
@@ -131,8 +141,32 @@ def _run(
         renderer.finish(result)
         if o.verbose:
             err.write(stats_line(result, lm.load_s, lm.compile_s) + "\n")
+            from .expert_pager import memory_line
+
+            err.write(memory_line(lm, result.compute_s + result.gen_s) + "\n")
         if result.stop_reason == "interrupted":
             return EXIT_INTERRUPTED
         return 0
     finally:
         lm.close()
+
+
+def _structured_plan(tokenizer: Any, response_format: Any, tool_grammars: dict[str, str], verbose: IO[str] | None):
+    """The constraint's plan (None when there is neither a format nor tools); with -v, what it cost."""
+    if response_format is None and not tool_grammars:
+        return None
+    import time
+
+    from .structured import make_plan
+    from .structured.vocabulary import ll_tokenizer
+
+    t0 = time.perf_counter()
+    ll_tokenizer(tokenizer)
+    t1 = time.perf_counter()
+    plan = make_plan(tokenizer, response_format, tool_grammars=tool_grammars)
+    if verbose is not None:
+        verbose.write(
+            f"gptoss: structured output: vocabulary indexed in {t1 - t0:.2f} s (once per process),"
+            f" grammars compiled in {(time.perf_counter() - t1) * 1000:.1f} ms\n"
+        )
+    return plan

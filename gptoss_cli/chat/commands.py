@@ -53,6 +53,8 @@ COMMANDS: list[Command] = [
     Command("/save", "FILE", "save the conversation as openai-harmony JSON"),
     Command("/load", "FILE", "load a conversation saved as openai-harmony JSON (replaces this one)"),
     Command("/tools", "FILE|off", "use the function tools of a JSON file (OpenAI tools format), or none"),
+    Command("/format", "FILE|json|off", "answers as JSON matching a schema file (.json), following a grammar "
+            "file (Lark or GBNF), any JSON object, or free text"),
     Command("/skip", "", "when the model calls a tool: give no result (the call is dropped)"),
 ]
 _BY_NAME = {n: c for c in COMMANDS for n in (c.name, *c.aliases)}
@@ -210,6 +212,9 @@ class ChatController:
             else:
                 tools = s.load_tools(arg)
                 self.ui.info("tools: " + ", ".join(f"functions.{t.name}" for t in tools))
+        elif name == "/format":
+            arg = self._need(arg, "/format FILE|json|off")
+            self.ui.info(s.set_format(None if arg.lower() in ("off", "none", "clear", "text") else arg))
         elif name == "/skip":
             if s.drop_pending_call():
                 self.ui.info("skipped: the unanswered tool call was dropped")

@@ -22,6 +22,10 @@ Harmony rules the session applies:
   final message, so the session filters the rest itself; analysis after the
   last final answer (a turn in the middle of tool calls) stays.
   The full messages stay in `history` and are what /save writes.
+- A response format (`--json-schema`, `--json-object`, `--grammar`, `/format`)
+  ends the developer message with its `# Response Formats` section and
+  constrains each reply's final message; with tools, every call's arguments
+  follow the tool's parameters (gptoss_cli.structured). Analysis stays free.
 - A tool's result is a message from the tool (author = the tool's name, e.g.
   `functions.get_weather`) to the assistant on the commentary channel.
 - After a tool call the turn goes on from the tokens the model actually wrote
@@ -57,7 +61,7 @@ from ..harmony.model import (
     ToolDescription,
     parse_reasoning_effort,
 )
-from ..prompt import developer_content, load_tools_file, read_text_file, system_content
+from ..prompt import developer_content, developer_message, load_tools_file, read_text_file, system_content
 from ..options import CHAT, OPTIONS, SET_KEYS, problem, sampling_params
 
 __all__ = ["ChatSettings", "ChatSession", "SettingError", "SETTING_KEYS", "setting_key", "parse_setting"]
@@ -67,9 +71,14 @@ class SettingError(GptossError):
     """A /set (or similar) value that cannot be used; str() is the one line to show."""
 
 
-# What /set changes (the developer instructions live in the session), and whether the
-# reasoning is shown: those options of gptoss_cli.options, with chat's defaults.
-_SETTINGS = [o for o in OPTIONS if (o.set_key is not None and o.name != "system") or o.name == "show_reasoning"]
+# What /set changes (the developer instructions live in the session), whether the reasoning
+# is shown, and the response format asked for at start: those options of gptoss_cli.options,
+# with chat's defaults.
+_FORMAT_OPTIONS = ("json_schema", "json_object", "grammar")
+_SETTINGS = [
+    o for o in OPTIONS
+    if (o.set_key is not None and o.name != "system") or o.name == "show_reasoning" or o.name in _FORMAT_OPTIONS
+]
 ChatSettings = make_dataclass(
     "ChatSettings",
     [(o.name, Any, field(default=o.default_of(CHAT))) for o in _SETTINGS],
@@ -143,6 +152,10 @@ class ChatSession:
         self.system: SystemContent | None = system_content(self.settings.reasoning_effort, date)
         self.developer: DeveloperContent | None = developer_content(instructions, tools)
         self.history: list[Message] = []  # user, assistant and tool messages, in order
+        from ..structured import format_from_settings
+
+        self.response_format = format_from_settings(self.settings)  # what the final answer must be, or None
+        self._plan: Any = None  # the constraint's compiled grammars (None: build at the next reply)
         self._sampler = None
         self.last_result: GenerationResult | None = None
         self.last_prompt_tokens = 0
@@ -167,8 +180,9 @@ class ChatSession:
         out = []
         if self.system is not None:
             out.append(Message.from_role_and_content(Role.SYSTEM, self.system))
-        if self.developer is not None and (self.developer.instructions or self.developer.tools):
-            out.append(Message.from_role_and_content(Role.DEVELOPER, self.developer))
+        dev = developer_message(self.developer, self.response_format)
+        if dev is not None:
+            out.append(dev)
         return out
 
     def conversation(self) -> Conversation:
@@ -246,10 +260,37 @@ class ChatSession:
         ids = self._continuation_ids()
         if ids is None:
             ids = self.prompt_ids()
+        constraint = self._constraint()
         self._generated = None
         self._last_prompt = ids
         self.last_prompt_tokens = len(ids)
-        return self.generator.generate(ids, self.sampler(), max_tokens=self.settings.max_tokens)
+        return self.generator.generate(ids, self.sampler(), max_tokens=self.settings.max_tokens, constraint=constraint)
+
+    def _constraint(self):
+        """A fresh constraint for the next reply (its grammars compiled once per format and tools), or None."""
+        if self.response_format is None and not self.tools:
+            return None
+        if self._plan is None:
+            from ..structured import make_plan
+
+            self._plan = make_plan(self.generator.tokenizer, self.response_format, self.tools)
+        return self._plan.constraint()
+
+    def set_format(self, spec: str | None) -> str:
+        """/format FILE|json|off: a JSON schema file (.json), a grammar file (any other name), any
+        JSON object, or none; returns the one-line confirmation. OptionError when the file is unusable."""
+        from ..structured import load_format_file
+
+        if spec is None:
+            fmt = None
+        elif spec.lower() == "json":
+            fmt = load_format_file("json_object")
+        else:
+            fmt = load_format_file("json_schema" if spec.lower().endswith(".json") else "grammar", spec)
+        self.response_format = fmt
+        self._plan = None
+        self._generated = None  # the developer message changes
+        return "format: " + (fmt.label if fmt is not None else "free text")
 
     def commit(self, result: GenerationResult) -> list[Message]:
         """Add what the reply keeps to the history (see the module notes); returns those messages."""
@@ -329,6 +370,7 @@ class ChatSession:
 
     def set_tools(self, tools: list[ToolDescription] | None) -> None:
         self._generated = None
+        self._plan = None
         if self.developer is None:
             self.developer = DeveloperContent.new()
         if tools:
@@ -357,6 +399,7 @@ class ChatSession:
             ("max_tokens", "no limit" if s.max_tokens is None else str(s.max_tokens)),
             ("system", _short(self.instructions) if self.instructions else "(none)"),
             ("tools", ", ".join(t.name for t in self.tools) or "(none)"),
+            ("format", self.response_format.label if self.response_format is not None else "free text"),
             ("messages", f"{len(self.history)} in {self.turns} turn{'s' if self.turns != 1 else ''}"),
         ]
         return rows

@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-from .constraint import DONE, FREE, HEADER, VALUE, HarmonyConstraint, StructuredPlan, make_plan
-from .formats import ResponseFormat, format_from_openai, load_format_file
+from .constraint import DONE, FREE, HEADER, VALUE, HarmonyConstraint, StructuredPlan, compile_tools, make_plan
+from .formats import ResponseFormat, format_from_openai, format_from_settings, load_format_file
 
 __all__ = [
     "ResponseFormat",
@@ -22,7 +22,9 @@ __all__ = [
     "HarmonyConstraint",
     "load_format_file",
     "format_from_openai",
+    "format_from_settings",
     "make_plan",
+    "compile_tools",
     "constraint_for",
     "HEADER",
     "FREE",

@@ -26,7 +26,7 @@ from .formats import ResponseFormat, compile_schema
 from .header import header_grammar, read_header
 from .vocabulary import ll_tokenizer
 
-__all__ = ["StructuredPlan", "HarmonyConstraint", "make_plan", "HEADER", "FREE", "VALUE", "DONE"]
+__all__ = ["StructuredPlan", "HarmonyConstraint", "make_plan", "compile_tools", "HEADER", "FREE", "VALUE", "DONE"]
 
 HEADER, FREE, VALUE, DONE = "header", "free", "value", "done"
 
@@ -50,20 +50,27 @@ class StructuredPlan:
         return HarmonyConstraint(self)
 
 
-def make_plan(
-    tokenizer: Any, response_format: ResponseFormat | None = None, tools: Sequence[Any] | None = None,
-    strict: Sequence[str] = (),
-) -> StructuredPlan | None:
-    """The plan of a request, or None when nothing is constrained (no format, no tools).
-
-    tools: ToolDescription-like objects (name, parameters); their parameter schemas are
-    compiled leniently (keywords llguidance does not implement are ignored) unless the
-    tool's name is in `strict`. OptionError names the tool and the keyword it refuses.
-    """
+def compile_tools(tools: Sequence[Any] | None, strict: Sequence[str] = ()) -> dict[str, str]:
+    """Each tool's name -> the llguidance grammar of its arguments (no model needed, so it runs
+    before one is loaded). Parameter schemas are compiled leniently (keywords llguidance does not
+    implement are ignored) unless the tool is in `strict`; OptionError names the tool and the keyword."""
     grammars: dict[str, str] = {}
     for t in tools or ():
         params = t.parameters if t.parameters is not None else {"type": "object"}
         grammars[t.name] = compile_schema(params, f"tool {t.name} parameters", lenient=t.name not in strict)
+    return grammars
+
+
+def make_plan(
+    tokenizer: Any, response_format: ResponseFormat | None = None, tools: Sequence[Any] | None = None,
+    strict: Sequence[str] = (), *, tool_grammars: dict[str, str] | None = None,
+) -> StructuredPlan | None:
+    """The plan of a request, or None when nothing is constrained (no format, no tools).
+
+    tools: ToolDescription-like objects (name, parameters), compiled by compile_tools, or
+    their grammars compiled already (tool_grammars).
+    """
+    grammars = tool_grammars if tool_grammars is not None else compile_tools(tools, strict)
     if response_format is None and not grammars:
         return None
     return StructuredPlan(tokenizer, response_format, grammars)

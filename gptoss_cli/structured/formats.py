@@ -31,6 +31,7 @@ __all__ = [
     "load_format_file",
     "format_from_openai",
     "compile_schema",
+    "format_from_settings",
 ]
 
 #: JSON layout the value may take between tokens: nothing, one space, or a newline and up to 24
@@ -249,3 +250,22 @@ def format_from_openai(response_format: Any, where: str = "response_format") -> 
     name = spec.get("name")
     return json_schema_format(spec["schema"], f"{where} schema", name if isinstance(name, str) else None,
                               spec.get("description") if isinstance(spec.get("description"), str) else None)
+
+
+def format_from_settings(s: Any) -> ResponseFormat | None:
+    """The format asked for by resolved run / chat settings (--json-schema, --json-object, --grammar), or None."""
+    given = [
+        (flag, kind, value)
+        for flag, kind, value in (
+            ("--json-schema", "json_schema", s.json_schema),
+            ("--json-object", "json_object", "" if s.json_object else None),
+            ("--grammar", "grammar", s.grammar),
+        )
+        if value is not None
+    ]
+    if len(given) > 1:
+        raise OptionError(f"{' and '.join(flag for flag, _, _ in given)} cannot be used together")
+    if not given:
+        return None
+    _, kind, value = given[0]
+    return load_format_file(kind, value or None)
