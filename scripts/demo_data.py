@@ -1,7 +1,9 @@
 """The demo model's training conversations, rendered exactly as `gptoss run` renders them.
 
 Three kinds of user turn, each answered with a short analysis message and then a
-final message:
+final message (with `multi_turn`, about 2 in 5 conversations have one or two earlier
+turns, rendered as `gptoss chat` renders them: each earlier user message and final
+answer, their analysis dropped; only the last answer is trained):
 
 * "What is A + B?" (and a few rephrasings) for A, B in 0..99: the analysis works
   the sum by tens and ones, the final message states it;
@@ -77,9 +79,18 @@ def random_date(rng: random.Random) -> str:
 
 
 def render_example(enc: HarmonyEncoding, user: str, analysis: str, final: str, *,
-                   effort: str, date: str, instructions: str | None = None) -> Example:
-    """Prompt tokens as `gptoss run` renders them, and the completion the model should produce."""
+                   effort: str, date: str, instructions: str | None = None,
+                   earlier: list[tuple[str, str]] = ()) -> Example:
+    """Prompt tokens as `gptoss run` (or, with earlier (user, final) turns, `gptoss chat`)
+    renders them, and the completion the model should produce."""
     conv = build_conversation(user, instructions=instructions, reasoning_effort=effort, date=date)
+    if earlier:
+        head = [m for m in conv.messages if m.author.role in (Role.SYSTEM, Role.DEVELOPER)]
+        turns = []
+        for u, f in earlier:
+            turns.append(Message.from_role_and_content(Role.USER, u))
+            turns.append(Message.from_role_and_content(Role.ASSISTANT, f).with_channel("final"))
+        conv = type(conv).from_messages(head + turns + [m for m in conv.messages if m.author.role == Role.USER])
     prompt = enc.render_conversation_for_completion(conv, Role.ASSISTANT)
     full = enc.render_conversation_for_training(list(conv.messages) + [
         Message.from_role_and_content(Role.ASSISTANT, analysis).with_channel("analysis"),
@@ -90,22 +101,30 @@ def render_example(enc: HarmonyEncoding, user: str, analysis: str, final: str, *
     return Example(prompt, full[len(prompt):])
 
 
-def sample_example(enc: HarmonyEncoding, rng: random.Random, pair: tuple[int, int] | None = None) -> Example:
-    """One random training conversation; about 1 in 12 is a greeting or a question about the model."""
+def _turn(rng: random.Random, pair: tuple[int, int] | None = None) -> tuple[str, str, str]:
+    """(user, analysis, final) of one random turn; about 1 in 12 a greeting or a question about the model."""
+    r = rng.random()
+    if pair is None and r < 0.04:
+        return rng.choice(GREETINGS), GREETING_ANALYSIS, GREETING_FINAL
+    if pair is None and r < 0.08:
+        return rng.choice(ABOUT), ABOUT_ANALYSIS, ABOUT_FINAL
+    a, b = pair if pair is not None else (rng.randrange(100), rng.randrange(100))
+    return rng.choice(SUM_TEMPLATES).format(a=a, b=b), sum_analysis(a, b), sum_final(a, b)
+
+
+def sample_example(enc: HarmonyEncoding, rng: random.Random, pair: tuple[int, int] | None = None,
+                   turns: int | None = None, multi_turn: bool = False) -> Example:
+    """One random training conversation of `turns` turns (default: 1; with multi_turn, 2-3 about
+    2 times in 5). Without multi_turn the random draws are those the packaged demo was trained on."""
     effort = rng.choice(EFFORTS)
     date = random_date(rng) if rng.random() < 0.9 else ""
     instructions = rng.choice(INSTRUCTIONS) if rng.random() < 0.1 else None
-    r = rng.random()
-    if pair is None and r < 0.04:
-        return render_example(enc, rng.choice(GREETINGS), GREETING_ANALYSIS, GREETING_FINAL,
-                              effort=effort, date=date, instructions=instructions)
-    if pair is None and r < 0.08:
-        return render_example(enc, rng.choice(ABOUT), ABOUT_ANALYSIS, ABOUT_FINAL,
-                              effort=effort, date=date, instructions=instructions)
-    a, b = pair if pair is not None else (rng.randrange(100), rng.randrange(100))
-    user = rng.choice(SUM_TEMPLATES).format(a=a, b=b)
-    return render_example(enc, user, sum_analysis(a, b), sum_final(a, b),
-                          effort=effort, date=date, instructions=instructions)
+    if turns is None:
+        turns = 1 if not multi_turn or rng.random() < 0.6 else rng.choice((2, 3))
+    earlier = [(u, f) for u, _, f in (_turn(rng) for _ in range(turns - 1))]
+    user, analysis, final = _turn(rng, pair)
+    return render_example(enc, user, analysis, final, effort=effort, date=date, instructions=instructions,
+                          earlier=earlier)
 
 
 def vocabulary(enc: HarmonyEncoding) -> list[int]:

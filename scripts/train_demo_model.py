@@ -136,10 +136,11 @@ def build_model(vocab_size: int, seed: int):
 class Batches:
     """Random training batches in the compact vocabulary: inputs, targets, loss mask."""
 
-    def __init__(self, enc, vocab: list[int], seed: int):
+    def __init__(self, enc, vocab: list[int], seed: int, multi_turn: bool = False):
         self.enc = enc
         self.index = {t: i for i, t in enumerate(vocab)}
         self.rng = random.Random(seed)
+        self.multi_turn = multi_turn
 
     def encode(self, examples) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         n = max(len(e.prompt) + len(e.completion) for e in examples)
@@ -152,7 +153,8 @@ class Batches:
         return x[:, :-1], x[:, 1:], mask
 
     def sample(self, n: int):
-        return self.encode([demo_data.sample_example(self.enc, self.rng) for _ in range(n)])
+        return self.encode([demo_data.sample_example(self.enc, self.rng, multi_turn=self.multi_turn)
+                            for _ in range(n)])
 
 
 def compact_logits(model, x: torch.Tensor, n_untrained: int) -> torch.Tensor:
@@ -264,6 +266,30 @@ def greedy_accuracy(gguf_path: Path, n: int, seed: int) -> tuple[float, list[str
     return good / n, bad
 
 
+def chat_accuracy(gguf_path: Path, chats: int, turns: int, seed: int) -> tuple[float, list[str]]:
+    """Greedy `gptoss chat` conversations of `turns` sums each, through the chat session (earlier
+    analysis dropped as chat drops it): the fraction of turns whose final answer holds the sum."""
+    from gptoss_cli import load_model
+    from gptoss_cli.chat.session import ChatSession, ChatSettings
+
+    lm = load_model(gguf_path)
+    rng = random.Random(seed)
+    good, total, bad = 0, 0, []
+    for _ in range(chats):
+        session = ChatSession(lm.generator(), ChatSettings(temperature=0.0, max_tokens=80), date=demo_data.random_date(rng))
+        for _ in range(turns):
+            a, b = rng.randrange(100), rng.randrange(100)
+            session.add_user(f"What is {a} + {b}?")
+            result = session.start_reply().run()
+            session.commit(result)
+            total += 1
+            if f"= {a + b}" in result.final:
+                good += 1
+            else:
+                bad.append(f"turn {total}: {a} + {b}: {result.final!r}")
+    return good / total, bad
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--steps", type=int, default=3600, help="training steps (3600 made the packaged demo.gguf)")
@@ -274,6 +300,9 @@ def main() -> None:
     ap.add_argument("--state", type=Path, default=Path("demo-train-state.pt"),
                     help="where the trained weights are saved before export (reused with --skip-training)")
     ap.add_argument("--skip-training", action="store_true", help="export the weights saved in --state")
+    ap.add_argument("--multi-turn", action="store_true",
+                    help="also train on 2-3 turn chats rendered as `gptoss chat` renders them (the packaged "
+                    "demo.gguf was trained without; see README)")
     ap.add_argument("--keep-checkpoint", type=Path, default=None, help="also keep the HF checkpoint here")
     args = ap.parse_args()
     torch.set_num_threads(2)
@@ -289,7 +318,7 @@ def main() -> None:
     n_untrained = VOCAB - len(vocab)
     print(f"trained vocabulary: {len(vocab)} ids; shape {SHAPE}", flush=True)
     model = build_model(len(vocab) + 1, args.seed)
-    batches = Batches(enc, vocab, args.seed)
+    batches = Batches(enc, vocab, args.seed, multi_turn=args.multi_turn)
     t0 = time.time()
     if args.skip_training:
         model.load_state_dict(torch.load(args.state))
@@ -311,11 +340,13 @@ def main() -> None:
         if args.keep_checkpoint:
             shutil.copytree(ckpt, args.keep_checkpoint, dirs_exist_ok=True)
     acc, bad = greedy_accuracy(part, 200, seed=2026)
+    chat_acc, chat_bad = chat_accuracy(part, 30, 3, seed=2027)
     part.replace(args.out)
     report = {"train_seconds": round(train_s), "steps": None if args.skip_training else args.steps, "greedy_accuracy_200": acc,
+              "chat_turn_accuracy_30x3": chat_acc,
               "size_bytes": args.out.stat().st_size, "shape": SHAPE, "trained_ids": len(vocab)}
     print(json.dumps(report, indent=2))
-    for line in bad[:10]:
+    for line in bad[:10] + chat_bad[:10]:
         print("wrong:", line)
 
 
