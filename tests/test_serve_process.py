@@ -163,3 +163,100 @@ def test_sigterm_with_requests_in_flight():
     assert len(results) == 3
     for kind, value, total in results:  # each one finished correctly or was refused with 503
         assert (kind == "ok" and value.endswith(f"= {total}.")) or (kind == "refused" and value == 503), results
+
+
+def _seeded(client, i):
+    r = client.chat.completions.create(
+        model="demo", messages=[{"role": "user", "content": f"What is {11 * i} + {7 * i}?"}],
+        seed=100 + i, temperature=1.0, logprobs=True, max_tokens=60)
+    c = r.choices[0]
+    return (c.message.reasoning_content, c.message.content), [e.logprob for e in c.logprobs.content]
+
+
+def _alone_then_together(server):
+    client = server.client()
+    alone = [_seeded(client, i) for i in range(1, 5)]
+    together: list = [None] * 4
+    threads = [threading.Thread(target=lambda k=k: together.__setitem__(k, _seeded(client, k + 1))) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return alone, together
+
+
+@pytest.fixture(scope="module")
+def seeded_runs(server):
+    return _alone_then_together(server)
+
+
+def test_seeded_requests_same_text_alone_or_batched(seeded_runs):
+    alone, together = seeded_runs
+    assert [a[0] for a in alone] == [t[0] for t in together]
+
+
+@pytest.mark.xfail(strict=True, reason="forward_batch sums in another order than the one-token matvec: batched "
+                   "logits differ from alone at float32 rounding (logprobs by 1e-13..4e-11 on the demo model); "
+                   "batch-invariant kernels would make this pass")
+def test_seeded_requests_bit_identical_alone_or_batched(seeded_runs):
+    alone, together = seeded_runs
+    assert [a[1] for a in alone] == [t[1] for t in together]
+
+
+def test_responses_and_completions_on_the_demo(server):
+    client = server.client()
+    r = client.responses.create(model="demo", input="What is 5 + 6?", temperature=0)
+    assert r.output_text == "5 + 6 = 11." and r.output[0].type == "reasoning"
+    c = client.completions.create(model="demo", prompt="<|start|>user<|message|>What is 5 + 6?<|end|>",
+                                  max_tokens=0, echo=True, logprobs=2)
+    lp = c.choices[0].logprobs
+    assert lp.token_logprobs[0] is None and all(v <= 0 for v in lp.token_logprobs[1:])
+    assert all(len(t) == 2 for t in lp.top_logprobs[1:])
+
+
+def _rss_kb(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+
+@pytest.mark.slow
+def test_load_200_requests_16_clients():
+    """Every request answered or refused with 429, none lost, in bounded time; memory flat afterwards."""
+    s = ServeProcess("--parallel", "2", "--max-queue", "8", key=None)
+    try:
+        client = s.client("none")
+
+        def one(i):
+            try:
+                r = _ask(client, i % 50, (i * 3) % 50, temperature=0, max_tokens=8)
+                return "ok" if r.usage.completion_tokens == 8 else "short"
+            except openai.RateLimitError:
+                return "429"
+
+        for i in range(16):  # warm up: the slots' caches and the allocator reach their working size
+            one(i)
+        before = _rss_kb(s.proc.pid)
+        outcomes: list = []
+        lock = threading.Lock()
+        t0 = time.monotonic()
+
+        def worker(k):
+            for i in range(k, 200, 16):
+                out = one(i)
+                with lock:
+                    outcomes.append(out)
+
+        threads = [threading.Thread(target=worker, args=(k,)) for k in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(600)
+        elapsed = time.monotonic() - t0
+        after = _rss_kb(s.proc.pid)
+        assert len(outcomes) == 200 and set(outcomes) <= {"ok", "429"}, outcomes
+        assert outcomes.count("ok") >= 16 and elapsed < 600
+        assert after - before < 64 * 1024, (before, after)  # KB
+        print(f"\nload: {outcomes.count('ok')} answered, {outcomes.count('429')} refused in {elapsed:.1f} s;"
+              f" RSS {before / 1024:.0f} -> {after / 1024:.0f} MB")
+    finally:
+        assert s.stop() == 0
