@@ -43,8 +43,24 @@ class StructuredPlan:
         tok = self.tokenizer
         self.ll = ll_tokenizer(tok)
         names = list(self.tool_grammars)
-        self.header_grammars = (header_grammar(names, after_end=False), header_grammar(names, after_end=True))
         self.ids = {name: tok.token_id(name) for name in ("<|message|>", "<|end|>", "<|return|>", "<|call|>")}
+        # matchers are built once here; each constraint starts from copies (a copy costs microseconds)
+        grammars = [header_grammar(names, after_end=False), header_grammar(names, after_end=True)]
+        fmt = self.response_format
+        self._matchers = [self.matcher(g) for g in grammars + ([fmt.grammar] if fmt is not None else [])]
+
+    def matcher(self, grammar: str) -> Any:
+        """An llguidance matcher over this vocabulary (grammars are checked before; a refusal is a bug)."""
+        import llguidance
+
+        m = llguidance.LLMatcher(self.ll, grammar, log_level=0)
+        if m.is_error():
+            raise RuntimeError(f"llguidance refused a checked grammar: {m.get_error()}")
+        return m
+
+    def fresh_matchers(self) -> list[Any]:
+        """Copies of the first header's, a later header's and the response format's matchers."""
+        return [m.deep_copy() for m in self._matchers]
 
     def constraint(self) -> "HarmonyConstraint":
         return HarmonyConstraint(self)
@@ -80,13 +96,12 @@ class HarmonyConstraint:
     """A TokenConstraint (gptoss_cli.generation) for one assistant turn; see the module notes."""
 
     def __init__(self, plan: StructuredPlan):
-        import llguidance
-
-        self._llg = llguidance
         self.plan = plan
         self.vocab = plan.tokenizer.vocab_size
         self._bits = np.zeros((self.vocab + 31) // 32, dtype=np.int32)
-        self._headers = [llguidance.LLMatcher(plan.ll, g, log_level=0) for g in plan.header_grammars]
+        matchers = plan.fresh_matchers()
+        self._headers = matchers[:2]
+        self._format = matchers[2] if len(matchers) > 2 else None
         ids = plan.ids
         self._message, self._end, self._return, self._call = (
             ids["<|message|>"], ids["<|end|>"], ids["<|return|>"], ids["<|call|>"]
@@ -151,16 +166,12 @@ class HarmonyConstraint:
         h = read_header(self.plan.tokenizer.decode(self._header))
         self.channel, self.recipient = h.channel, h.recipient
         tool = h.recipient[len("functions."):] if h.recipient and h.recipient.startswith("functions.") else None
-        fmt = self.plan.response_format
         if tool is not None and tool in self.plan.tool_grammars:
-            self._start_value(self.plan.tool_grammars[tool], self._call)
-        elif h.channel == "final" and h.recipient is None and fmt is not None:
-            self._start_value(fmt.grammar, self._return)
+            self._start_value(self.plan.matcher(self.plan.tool_grammars[tool]), self._call)
+        elif h.channel == "final" and h.recipient is None and self._format is not None:
+            self._start_value(self._format, self._return)
         else:
             self.phase = FREE
 
-    def _start_value(self, grammar: str, end: int) -> None:
-        m = self._llg.LLMatcher(self.plan.ll, grammar, log_level=0)
-        if m.is_error():  # grammars are checked when the plan is made; a refusal here is a bug
-            raise RuntimeError(f"llguidance refused a checked grammar: {m.get_error()}")
-        self._matcher, self._value_end, self.phase = m, end, VALUE
+    def _start_value(self, matcher: Any, end: int) -> None:
+        self._matcher, self._value_end, self.phase = matcher, end, VALUE
