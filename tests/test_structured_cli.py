@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import jsonschema
 import pytest
+
+from test_cli_run import _gptoss, env  # noqa: F401 - the installed executable and its GPTOSS_HOME
 
 SCHEMA = {
     "type": "object",
@@ -18,23 +16,6 @@ SCHEMA = {
     "required": ["answer", "n"],
     "additionalProperties": False,
 }
-
-
-def _gptoss() -> str:
-    exe = Path(sys.executable).with_name("gptoss")
-    if exe.exists():
-        return str(exe)
-    found = shutil.which("gptoss")
-    if found is None:
-        pytest.skip("the gptoss console script is not installed (pip install -e .)")
-    return found
-
-
-@pytest.fixture(scope="module")
-def env(tmp_path_factory):
-    e = {k: v for k, v in os.environ.items() if k not in ("TIKTOKEN_ENCODINGS_BASE", "NO_COLOR")}
-    e["GPTOSS_HOME"] = str(tmp_path_factory.mktemp("gptoss_home"))
-    return e
 
 
 @pytest.fixture()
