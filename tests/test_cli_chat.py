@@ -215,8 +215,8 @@ def test_chat_option_errors(home, tiny_harmony_gguf, args, needle, code):
     assert len(lines) == 1 and lines[0].startswith("gptoss: error: ") and needle in lines[0], err
 
 
-TOOL_DRIVER = """
-import sys
+DRIVER_HEAD = """
+import sys, time
 sys.path.insert(0, {tests!r})
 from rich.console import Console
 from gptoss_cli.chat.commands import ChatController
@@ -229,18 +229,26 @@ from gptoss_cli.tokenizer import Tokenizer
 from test_chat import AFTER_TOOL, CALL, WEATHER_TOOLS, TurnModel
 
 enc = HarmonyEncoding(Tokenizer.from_gguf({gguf!r}))
-session = ChatSession(Generator(TurnModel(enc, CALL, AFTER_TOOL), enc), tools=tools_from_openai(WEATHER_TOOLS))
 ui = TerminalUI(Console(highlight=False), None, context=4096)
+"""
+
+TOOL_DRIVER = DRIVER_HEAD + """
+session = ChatSession(Generator(TurnModel(enc, CALL, AFTER_TOOL), enc), tools=tools_from_openai(WEATHER_TOOLS))
 sys.exit(run_loop(ChatController(session, ui, []), ui))
 """
 
 
+def _spawn_driver(home: Path, tmp_path: Path, source: str, gguf: Path):
+    """A terminal chat driven by a scripted model (the script `source`, formatted with tests/gguf)."""
+    driver = tmp_path / "driver.py"
+    driver.write_text(source.format(tests=str(Path(__file__).parent), gguf=str(gguf)))
+    return pexpect.spawn(sys.executable, [str(driver)], env=_env(home), encoding="utf-8", dimensions=(40, 120),
+                         timeout=60)
+
+
 def test_tool_call_in_a_terminal(home, o200k_gguf, tmp_path):
     """The tool-call prompt of the real terminal UI, with a scripted model that calls get_weather."""
-    driver = tmp_path / "driver.py"
-    driver.write_text(TOOL_DRIVER.format(tests=str(Path(__file__).parent), gguf=str(o200k_gguf)))
-    child = pexpect.spawn(sys.executable, [str(driver)], env=_env(home), encoding="utf-8", dimensions=(40, 120),
-                          timeout=60)
+    child = _spawn_driver(home, tmp_path, TOOL_DRIVER, o200k_gguf)
     try:
         child.expect(PROMPT)
         child.send("Weather in Paris?\r")
@@ -268,27 +276,14 @@ def test_tool_call_in_a_terminal(home, o200k_gguf, tmp_path):
     assert roles[4:6] == [("assistant", None, "functions.get_weather"), ("tool", "functions.get_weather", "assistant")]
 
 
-SLOW_DRIVER = """
-import sys, time
-sys.path.insert(0, {tests!r})
-from rich.console import Console
-from gptoss_cli.chat.commands import ChatController
-from gptoss_cli.chat.repl import TerminalUI, run_loop
-from gptoss_cli.chat.session import ChatSession
-from gptoss_cli.generation import Generator
-from gptoss_cli.harmony import HarmonyEncoding
-from gptoss_cli.tokenizer import Tokenizer
-from test_chat import TurnModel
-
+SLOW_DRIVER = DRIVER_HEAD + """
 class Slow(TurnModel):
     def forward(self, ids, cache, all_logits=False):
         time.sleep(0.15)  # slow enough to type during the reply
         return super().forward(ids, cache, all_logits)
 
 ANSWER = "<|channel|>final<|message|>" + " ".join(["word"] * 30) + " END<|return|>"
-enc = HarmonyEncoding(Tokenizer.from_gguf({gguf!r}))
 session = ChatSession(Generator(Slow(enc, ANSWER), enc))
-ui = TerminalUI(Console(highlight=False), None, context=4096)
 sys.exit(run_loop(ChatController(session, ui, [("model", "slow-scripted")]), ui))
 """
 
@@ -296,10 +291,7 @@ sys.exit(run_loop(ChatController(session, ui, [("model", "slow-scripted")]), ui)
 def test_keys_typed_during_a_reply_wait_for_the_next_prompt(home, o200k_gguf, tmp_path):
     """Typing '/show' and Enter while the reply streams: nothing is echoed into the reply, nothing
     runs, and the next prompt starts with '/show' typed in; Enter then runs it once."""
-    driver = tmp_path / "driver.py"
-    driver.write_text(SLOW_DRIVER.format(tests=str(Path(__file__).parent), gguf=str(o200k_gguf)))
-    child = pexpect.spawn(sys.executable, [str(driver)], env=_env(home), encoding="utf-8", dimensions=(40, 120),
-                          timeout=60)
+    child = _spawn_driver(home, tmp_path, SLOW_DRIVER, o200k_gguf)
     try:
         child.expect(PROMPT)
         child.send("Say words\r")
