@@ -18,6 +18,7 @@ import statistics
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -64,9 +65,10 @@ def validate_options(pp: int, tg: int, reps: int, ctx_depth: int) -> None:
 
 
 def bench_gptoss(
-    path: Path, pp: int = 512, tg: int = 128, threads: int | None = None, reps: int = 3, ctx_depth: int = 0
+    path: Path, pp: int = 512, tg: int = 128, threads: int | None = None, reps: int = 3, ctx_depth: int = 0,
+    mem_budget: str | int | None = None,
 ) -> BenchResult:
-    """Time gptoss on `path` (loads the model in this process)."""
+    """Time gptoss on `path` (loads the model in this process); mem_budget as load_model takes it."""
     import numpy as np
 
     from .gguf_split import byte_maps, shard_paths
@@ -74,14 +76,15 @@ def bench_gptoss(
 
     validate_options(pp, tg, reps, ctx_depth)
     t0 = time.perf_counter()
-    model = load_model(path, threads=threads, context=ctx_depth + max(pp, 2) + tg + 2)
+    model = load_model(path, threads=threads, context=ctx_depth + max(pp, 2) + tg + 2, mem_budget=mem_budget)
     load_s = time.perf_counter() - t0
     vocab = model.config.vocab_size
     rng = np.random.default_rng(0)
     # llama.cpp reads (and repacks) every weight while loading; gptoss only maps the file, so
     # the first tokens would pay the page faults. Touch each page once, timed apart as page_in_s.
+    # (A paged model keeps its budget instead: the pager read the dense weights in at load.)
     t0 = time.perf_counter()
-    for m in byte_maps(model.gguf):
+    for m in byte_maps(model.gguf) if model.pager is None else []:
         int(m[::4096].sum(dtype=np.int64))
     page_in_s = time.perf_counter() - t0
     # Warm up like llama-bench: one untimed prompt and one generated token, so the
@@ -90,6 +93,7 @@ def bench_gptoss(
     model.forward(rng.integers(0, vocab, max(pp, 2)), cache)
     model.forward(rng.integers(0, vocab, 1), cache)
     pp_rates, tg_rates = [], []
+    paging = _PagerSpans(model.pager)
     for _ in range(reps):
         cache.reset()
         if ctx_depth:
@@ -97,21 +101,62 @@ def bench_gptoss(
         if pp:
             ids = rng.integers(0, vocab, pp)
             t = time.perf_counter()
-            model.forward(ids, cache)
+            with paging.span("prefill"):
+                model.forward(ids, cache)
             pp_rates.append(pp / (time.perf_counter() - t))
         if tg:
             ids = rng.integers(0, vocab, tg)
             t = time.perf_counter()
-            for tok in ids:
-                model.forward(tok[None], cache)
+            with paging.span("decode"):
+                for tok in ids:
+                    model.forward(tok[None], cache)
             tg_rates.append(tg / (time.perf_counter() - t))
     pp_m, pp_sd = _mean_sd(pp_rates)
     tg_m, tg_sd = _mean_sd(tg_rates)
+    extra = {"page_in_s": round(page_in_s, 3), **_budget_extra(model, paging)}
+    if model.pager is not None:
+        model.pager.close()  # its thread; the maps go with the model
     return BenchResult(
         engine="gptoss", model=str(path), model_size_mb=sum(p.stat().st_size for p in shard_paths(path)) / 2**20, threads=model.threads,
         pp=pp, tg=tg, ctx_depth=ctx_depth, reps=reps, load_s=load_s, pp_tok_s=pp_m, pp_tok_s_sd=pp_sd,
-        tg_tok_s=tg_m, tg_tok_s_sd=tg_sd, peak_rss_mb=_peak_rss_mb(), extra={"page_in_s": round(page_in_s, 3)},
+        tg_tok_s=tg_m, tg_tok_s_sd=tg_sd, peak_rss_mb=_peak_rss_mb(), extra=extra,
     )
+
+
+class _PagerSpans:
+    """The pager's counters summed over the timed prompt and decode spans (nothing without a pager)."""
+
+    def __init__(self, pager) -> None:
+        self.pager = pager
+        self.totals: dict = {}
+
+    @contextmanager
+    def span(self, kind: str):
+        if self.pager is None:
+            yield
+            return
+        c0, t0 = self.pager.snapshot(), time.perf_counter()
+        yield
+        delta, seconds = self.pager.snapshot() - c0, time.perf_counter() - t0
+        if kind in self.totals:
+            c, s = self.totals[kind]
+            delta = c + delta
+            seconds += s
+        self.totals[kind] = (delta, seconds)
+
+
+def _budget_extra(model, paging: _PagerSpans) -> dict:
+    """The budget and, when the experts were paged, the counters of the timed spans (see expert_pager.summary)."""
+    plan = model.budget
+    if plan is None:
+        return {}
+    out: dict = {"mem_budget_mb": round(plan.budget / 2**20, 1), "mem_budget_from": plan.chosen,
+                 "paging": model.pager is not None}
+    if model.pager is not None:
+        from .expert_pager import summary
+
+        out["pager"] = {kind: summary(c, s, model.pager) for kind, (c, s) in paging.totals.items()}
+    return out
 
 
 def bench_llama_cpp(
@@ -255,6 +300,7 @@ def bench_command(
     llama_python: str | None,
     rounds: int = 1,
     split_max_size: int = 0,
+    mem_budget: str | None = None,
 ) -> None:
     """Everything behind `gptoss bench`: pick the file, time the engines, print one table/object."""
     validate_options(pp, tg, reps, ctx_depth)
@@ -270,6 +316,12 @@ def bench_command(
         raise OptionError(f"--layers must be >= 1, got {layers}")
     if split_max_size and not synthetic:
         raise OptionError("--split-max-size only applies to --synthetic models")
+    if mem_budget is not None:
+        from .memory_budget import size_problem
+
+        why = size_problem(mem_budget)
+        if why is not None:
+            raise OptionError(f"invalid value for --mem-budget: {why}")
     if synthetic:
         from .app_paths import app_dir
 
@@ -281,7 +333,12 @@ def bench_command(
     threads = default_threads_for_bench(threads)
 
     def ours() -> BenchResult:
-        return bench_gptoss(path, pp, tg, threads, reps, ctx_depth)
+        try:
+            return bench_gptoss(path, pp, tg, threads, reps, ctx_depth, mem_budget)
+        except OptionError as e:
+            if e.option != "mem_budget":
+                raise
+            raise OptionError(f"invalid value for --mem-budget: {e.why}") from None
 
     if vs_llama_cpp:
         results = list(alternate_rounds(

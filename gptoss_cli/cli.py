@@ -258,6 +258,9 @@ def bench_cmd(
         None, "--split-max-size", metavar="SIZE", help="With --synthetic: write the model as shards of at most SIZE "
         "(e.g. 40G), as the published 120b is.",
     ),
+    mem_budget: Optional[str] = typer.Option(
+        None, "--mem-budget", metavar="SIZE", help=help_text("mem_budget", "run"),
+    ),
 ) -> None:
     """Measure prompt processing and generation speed, load time and peak memory (like llama-bench).
 
@@ -269,7 +272,7 @@ def bench_cmd(
         raise typer.BadParameter("choose one of --json, --md, --csv")
     fmt = "json" if as_json else "csv" if as_csv else "md"
     bench_command(model, synthetic, layers, pp, tg, threads, reps, ctx_depth, fmt, vs_llama_cpp, llama_python, rounds,
-                  split_max_size=_size(split_max_size))
+                  split_max_size=_size(split_max_size), mem_budget=mem_budget)
 
 
 
@@ -351,7 +354,7 @@ def quantize_cmd(
     quantize_command(src, out, qtype.value, force=force,
                      output_type=output_type.value if output_type else None,
                      embedding_type=embedding_type.value if embedding_type else None,
-                     split_max_size=_size(split_max_size))
+                     split_max_size=_size(split_max_size), mem_budget=mem_budget)
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: every error is one line on stderr, never a traceback.

@@ -88,6 +88,8 @@ class LoadedModel:
         vocab_dir: Path | None = None,
         prompt_cache_dir: Path | None = None,
         notice: Callable[[str], None] | None = None,
+        pager: Any = None,
+        budget: Any = None,
     ) -> None:
         self.path = path
         self.gguf = gguf  # a GGUFFile, or a SplitGGUF over every shard of a split model
@@ -100,6 +102,8 @@ class LoadedModel:
         self._vocab_dir = vocab_dir
         self._prompt_cache_dir = prompt_cache_dir
         self._notice = notice  # told once when a cache entry was damaged and is rebuilt
+        self.pager = pager  # gptoss_cli.expert_pager.ExpertPager when the model could outgrow the budget, else None
+        self.budget = budget  # gptoss_cli.memory_budget.BudgetPlan, or None where the OS gives no figure
 
     # -- parts built on first use ---------------------------------------------------
 
@@ -110,7 +114,7 @@ class LoadedModel:
             raise ModelFileError(f"{self.path}: opened for its tokenizer only")
         from .model import Transformer
 
-        return Transformer(self.config, self._weights)
+        return Transformer(self.config, self._weights, expert_hook=self.pager)
 
     @cached_property
     def tokenizer(self):
@@ -207,6 +211,8 @@ class LoadedModel:
             numba.set_num_threads(self.threads)
 
     def close(self) -> None:
+        if self.pager is not None:
+            self.pager.close()
         self.gguf.close()
 
     def __enter__(self) -> "LoadedModel":
@@ -234,6 +240,7 @@ def load_model(
     warm_up: bool = False,
     notice: Callable[[str], None] | None = None,
     marker_dir: str | Path | None = None,
+    mem_budget: str | int | None = None,
 ) -> LoadedModel:
     """Open a gpt-oss GGUF given by path, model name or alias (None: the default model).
 
@@ -253,6 +260,7 @@ def load_model(
     path = resolve_model(None if model is None else str(model))
     gguf = open_model_file(path)
     path = gguf.path  # a split model is known by its first shard
+    pager = None
     try:
         cache_dir = _cache_dir(prompt_cache)
         if not weights:
@@ -263,9 +271,13 @@ def load_model(
             config = read_config(gguf)
             n_threads = _checked_threads(threads)
             ctx = _checked_context(context, config.context_length)
+            weights_ = read_weights(gguf, config)
+            from .expert_pager import pager_for
+
+            budget, pager = pager_for(gguf, config, weights_, ctx, mem_budget)
             lm = LoadedModel(
-                path, gguf, config=config, weights=read_weights(gguf, config), threads=n_threads, context=ctx,
-                vocab_dir=cache_dir, prompt_cache_dir=cache_dir, notice=notice,
+                path, gguf, config=config, weights=weights_, threads=n_threads, context=ctx,
+                vocab_dir=cache_dir, prompt_cache_dir=cache_dir, notice=notice, pager=pager, budget=budget,
             )
             lm._apply_threads()
         if warm_up:
@@ -274,6 +286,8 @@ def load_model(
         if warm_up and weights:
             lm.ensure_compiled(notice, marker_dir)
     except BaseException:
+        if pager is not None:
+            pager.close()
         gguf.close()
         raise
     return lm
