@@ -110,3 +110,11 @@ def test_bad_format_files_are_one_line_errors(harmony_encoding, tmp_path):
     assert "line 1, column 8" in ui.errors[1]
     assert ui.errors[2] == "usage: /format FILE|json|off"
     assert session.response_format is None
+
+
+def test_tools_whose_parameters_are_refused_are_one_line_errors(harmony_encoding, tmp_path):
+    f = tmp_path / "tools.json"
+    f.write_text(json.dumps([{"type": "function", "function": {"name": "f", "parameters": {"type": "obj"}}}]))
+    _, session, ui, ctl = make(harmony_encoding, FITS)
+    ctl.handle(f"/tools {f}")
+    assert ui.errors == ["tool f parameters: Invalid type: obj (at /type)"] and session.tools == []

@@ -381,7 +381,10 @@ class ChatSession:
                 self.developer.tools = None
 
     def load_tools(self, path: str) -> list[ToolDescription]:
+        from ..structured import compile_tools
+
         tools = load_tools_file(path)
+        compile_tools(tools)  # parameters llguidance refuses: one line now, not at the next reply
         self.set_tools(tools)
         return tools
 

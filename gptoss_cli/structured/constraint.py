@@ -129,6 +129,7 @@ class HarmonyConstraint:
         return mask
 
     def consume(self, token: int) -> None:
+        """Move past the token that was drawn (a header's last token decides what its content is)."""
         token = int(token)
         if self.phase == HEADER:
             self._consume_header(token)
