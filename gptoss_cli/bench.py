@@ -12,7 +12,6 @@ ratios are reported.
 from __future__ import annotations
 
 import json
-import os
 import resource
 import statistics
 import subprocess
@@ -278,12 +277,6 @@ def default_threads_for_bench(threads: int | None) -> int:
     from .loader import default_threads
 
     return threads if threads else default_threads()
-
-
-def environment_line() -> str:
-    import platform
-
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, Python {platform.python_version()}"
 
 
 def bench_command(

@@ -237,7 +237,6 @@ class RichReplyView:
         self._tokens = 0  # tokens of the current message
         self._last_refresh = 0.0
         self._printed_any = False
-        self._gap_pending = False
 
     # -- live area ----------------------------------------------------------------------
 

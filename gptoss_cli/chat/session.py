@@ -158,7 +158,6 @@ class ChatSession:
         self._plan: Any = None  # the constraint's compiled grammars (None: build at the next reply)
         self._sampler = None
         self.last_result: GenerationResult | None = None
-        self.last_prompt_tokens = 0
         # (prompt + completion tokens, history length) after a tool call, to continue from
         self._generated: tuple[list[int], int] | None = None
         self._last_prompt: list[int] = []
@@ -263,7 +262,6 @@ class ChatSession:
         constraint = self._constraint()
         self._generated = None
         self._last_prompt = ids
-        self.last_prompt_tokens = len(ids)
         return self.generator.generate(ids, self.sampler(), max_tokens=self.settings.max_tokens, constraint=constraint)
 
     def _constraint(self):
@@ -337,7 +335,6 @@ class ChatSession:
         self.system = system_content(self.settings.reasoning_effort, self._date)
         self._sampler = None
         self.last_result = None
-        self.last_prompt_tokens = 0
 
     # -- settings ------------------------------------------------------------------------------
 

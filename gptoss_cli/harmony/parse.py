@@ -239,19 +239,6 @@ class StreamParser:
         except Exception:
             return None
 
-    def _decode_lossy(self, tokens: list[int]) -> str:
-        out = []
-        dec = codecs.getincrementaldecoder("utf-8")(errors="replace")
-        for t in tokens:
-            b = self._bytes(t)
-            if b is None:
-                out.append(dec.decode(b"", final=True))
-                out.append(REPLACEMENT)
-            else:
-                out.append(dec.decode(b))
-        out.append(dec.decode(b"", final=True))
-        return "".join(out)
-
     def _begin(self, header: ParsedHeader, raw: bool, events: list[Event]) -> None:
         self._cur = _Current(header=header, raw=raw)
         self._dec.reset()
