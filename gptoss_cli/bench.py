@@ -294,9 +294,17 @@ def bench_command(
     rounds: int = 1,
     split_max_size: int = 0,
     mem_budget: str | None = None,
+    json_schema: str | None = None,
 ) -> None:
-    """Everything behind `gptoss bench`: pick the file, time the engines, print one table/object."""
+    """Everything behind `gptoss bench`: pick the file, time the engines, print one table/object
+    (with json_schema: decode with and without that schema's mask, gptoss_cli.structured.bench)."""
     validate_options(pp, tg, reps, ctx_depth)
+    if json_schema is not None:
+        from .structured.formats import load_format_file
+
+        if vs_llama_cpp or not tg:
+            raise OptionError("--json-schema measures gptoss's decode alone: give --tg, not --vs-llama-cpp")
+        load_format_file("json_schema", json_schema)  # a bad schema: one line before anything is written
     if rounds < 1:
         raise OptionError(f"--rounds must be >= 1, got {rounds}")
     if fmt not in ("md", "json", "csv"):
@@ -324,6 +332,11 @@ def bench_command(
 
         path = resolve_model(model)
     threads = default_threads_for_bench(threads)
+    if json_schema is not None:
+        from .structured.bench import bench_structured
+
+        print(json.dumps(bench_structured(str(path), json_schema, tg, threads, reps), indent=2))
+        return
 
     def ours() -> BenchResult:
         try:

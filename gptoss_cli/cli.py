@@ -261,6 +261,10 @@ def bench_cmd(
     mem_budget: Optional[str] = typer.Option(
         None, "--mem-budget", metavar="SIZE", help=help_text("mem_budget", "run"),
     ),
+    json_schema: Optional[str] = typer.Option(
+        None, "--json-schema", metavar="FILE", help="Instead: decode --tg tokens sampled freely and under this "
+        "schema's mask, side by side (alternating, --reps times), and the mask's own cost; prints JSON.",
+    ),
 ) -> None:
     """Measure prompt processing and generation speed, load time and peak memory (like llama-bench).
 
@@ -272,7 +276,7 @@ def bench_cmd(
         raise typer.BadParameter("choose one of --json, --md, --csv")
     fmt = "json" if as_json else "csv" if as_csv else "md"
     bench_command(model, synthetic, layers, pp, tg, threads, reps, ctx_depth, fmt, vs_llama_cpp, llama_python, rounds,
-                  split_max_size=_size(split_max_size), mem_budget=mem_budget)
+                  split_max_size=_size(split_max_size), mem_budget=mem_budget, json_schema=json_schema)
 
 
 

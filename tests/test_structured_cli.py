@@ -96,3 +96,20 @@ def test_raw_prompt_has_the_response_formats_section(env, files, tiny_harmony_gg
             "// Yes or no, and a number.\n{\"type\":\"object\"") in out
     completion = out.split("<|start|>assistant", 1)[1]
     assert completion.startswith("<|channel|>")  # the header is held to Harmony from its first token
+
+
+# -- gptoss bench --json-schema ------------------------------------------------------------------------
+
+
+def test_bench_decodes_with_and_without_the_schema(env, files):
+    schema = files("answer.json", SCHEMA)
+    p = subprocess.run([_gptoss(), "bench", "--json-schema", schema, "--tg", "6", "--reps", "2", "-t", "1"],
+                       capture_output=True, env=env, timeout=300)
+    assert p.returncode == 0, p.stderr.decode()
+    out = json.loads(p.stdout)
+    assert out["tg"] == 6 and len(out["rounds"]["free"]) == len(out["rounds"]["constrained"]) == 2
+    assert out["tg_tok_s_free"] > 0 and out["tg_tok_s_constrained"] > 0 and out["constraint_ms_per_token"] > 0
+    bad = files("bad.json", {"type": "object", "properties": {"a": {"type": "strin"}}})
+    p = subprocess.run([_gptoss(), "bench", "--json-schema", bad, "--synthetic", "20b"], capture_output=True,
+                       env=env, timeout=60)
+    one_line_error(p, "Invalid type: strin", "at /properties/a/type")  # before any model file is written
