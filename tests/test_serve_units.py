@@ -18,7 +18,7 @@ from gptoss_cli.serve.errors import APIError
 from gptoss_cli.serve.fields import Fields
 from gptoss_cli.serve.messages import chat_to_harmony, parse_tools
 from gptoss_cli.serve.metrics import Metrics
-from gptoss_cli.serve.output import CALL, CONTENT, REASONING, OutputMapper
+from gptoss_cli.serve.output import CONTENT, REASONING, OutputMapper
 from gptoss_cli.serve.slots import Slot, choose_slot
 from gptoss_cli.serve.stops import StopStrings
 from gptoss_cli.serve.tool_choice import ToolChoiceGuide

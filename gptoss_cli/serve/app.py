@@ -106,39 +106,42 @@ async def metrics(request: Request, state: ServerState) -> Response:
     return PlainTextResponse(state.metrics.text(), media_type="text/plain; version=0.0.4")
 
 
+async def _generate(request: Request, state: ServerState, parse: Any, submit: Any, stream: Any, whole: Any,
+                    streaming: Callable[[Any], bool]) -> Response:
+    """The shape every generating endpoint shares: parse, then an SSE stream or one JSON object.
+    A stream's job is queued before the response starts, so 429 and 503 are HTTP statuses."""
+    req = parse(await read_json(request), state)
+    if streaming(req):
+        pipe, job = submit(req, state)
+        return StreamingResponse(stream(req, state, pipe, job), media_type="text/event-stream", headers=SSE_HEADERS)
+    return JSONResponse(await whole(req, state, request.receive))
+
+
 async def chat_completions(request: Request, state: ServerState) -> Response:
     from .chat import chat_chunks, chat_completion, parse_chat, submit_stream
 
-    req = parse_chat(await read_json(request), state)
-    if req.stream:
-        pipe, job = submit_stream(req, state)
-        return StreamingResponse(chat_chunks(req, state, pipe, job), media_type="text/event-stream",
-                                 headers=SSE_HEADERS)
-    return JSONResponse(await chat_completion(req, state, request.receive))
+    return await _generate(request, state, parse_chat, submit_stream, chat_chunks, chat_completion,
+                           lambda req: req.stream)
 
 
 async def responses(request: Request, state: ServerState) -> Response:
     from .responses import create_response, parse_response_request, response_events, submit_response
 
-    req = parse_response_request(await read_json(request), state)
-    if req.stream:
-        pipe, job = submit_response(req, state)
-        return StreamingResponse(response_events(req, state, pipe, job), media_type="text/event-stream",
-                                 headers=SSE_HEADERS)
-    return JSONResponse(await create_response(req, state, request.receive))
+    return await _generate(request, state, parse_response_request, submit_response, response_events,
+                           create_response, lambda req: req.stream)
+
+
+def _completion_streams(req: dict[str, Any]) -> bool:
+    if req["stream"] and req["max_tokens"] == 0:
+        raise APIError(400, "a streamed completion needs max_tokens >= 1", param="max_tokens")
+    return bool(req["stream"])
 
 
 async def completions(request: Request, state: ServerState) -> Response:
     from .completions import completion, completion_chunks, parse_completion, submit_completion
 
-    req = parse_completion(await read_json(request), state)
-    if req["stream"]:
-        if req["max_tokens"] == 0:
-            raise APIError(400, "a streamed completion needs max_tokens >= 1", param="max_tokens")
-        pipe, job = submit_completion(req, state)
-        return StreamingResponse(completion_chunks(req, state, pipe, job), media_type="text/event-stream",
-                                 headers=SSE_HEADERS)
-    return JSONResponse(await completion(req, state, request.receive))
+    return await _generate(request, state, parse_completion, submit_completion, completion_chunks, completion,
+                           _completion_streams)
 
 
 def build_app(state: ServerState, extra: list[tuple[str, str, Handler, list[str]]] | None = None) -> Starlette:

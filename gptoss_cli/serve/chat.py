@@ -42,7 +42,7 @@ class ChatRequest:
     guide: Any
 
 
-def _tool_choice(f: Fields, tool_names: list[str]) -> tuple[str, str | None]:
+def parse_tool_choice(f: Fields, tool_names: list[str]) -> tuple[str, str | None]:
     """("auto" | "none" | "required", the named function or None)."""
     v = f.raw("tool_choice")
     if v is None:
@@ -70,7 +70,7 @@ def parse_chat(data: Any, state: Any) -> ChatRequest:
     check_n(f)
     tools = parse_tools(f.raw("tools"))
     names = [t.name for t in tools]
-    choice, named = _tool_choice(f, names)
+    choice, named = parse_tool_choice(f, names)
     effort = f.str("reasoning_effort", state.settings.reasoning_effort, choices=REASONING_EFFORTS)
     messages = chat_to_harmony(f.raw("messages"), [] if choice == "none" else tools, effort)
     prompt = state.render(messages)

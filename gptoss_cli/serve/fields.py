@@ -62,13 +62,17 @@ class Fields:
             raise bad_param(self.prefix + name, f"'{self.prefix}{name}' must be one of {', '.join(choices)}; got {v!r}")
         return v
 
-    def bool(self, name: str, default: bool = False) -> bool:
+    def _of(self, name: str, kind: type, want: str, default: Any = None) -> Any:
+        """The field when it has JSON type `kind` (default when absent or null), else 400 naming it."""
         v = self.data.get(name)
         if v is None:
             return default
-        if not isinstance(v, bool):
-            raise self._type_error(name, "a boolean")
+        if not isinstance(v, kind):
+            raise self._type_error(name, want)
         return v
+
+    def bool(self, name: str, default: bool = False) -> bool:
+        return self._of(name, bool, "a boolean", default)
 
     def int(self, name: str, default: int | None = None, lo: int | None = None, hi: int | None = None) -> int | None:
         v = self.data.get(name)
@@ -98,22 +102,12 @@ class Fields:
             raise bad_param(self.prefix + name, f"'{self.prefix}{name}' must be{both}; got {v}")
 
     def list(self, name: str, required: bool = False) -> list | None:
-        v = self.data.get(name)
-        if v is None:
-            if required:
-                raise bad_param(self.prefix + name, f"'{self.prefix}{name}' is required", "missing_required_parameter")
-            return None
-        if not isinstance(v, list):
-            raise self._type_error(name, "an array")
-        return v
+        if required and self.data.get(name) is None:
+            raise bad_param(self.prefix + name, f"'{self.prefix}{name}' is required", "missing_required_parameter")
+        return self._of(name, list, "an array")
 
     def obj(self, name: str) -> dict | None:
-        v = self.data.get(name)
-        if v is None:
-            return None
-        if not isinstance(v, dict):
-            raise self._type_error(name, "an object")
-        return v
+        return self._of(name, dict, "an object")
 
     def sub(self, name: str) -> "Fields | None":
         v = self.obj(name)

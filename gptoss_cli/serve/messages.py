@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from ..errors import InputError
@@ -111,8 +112,6 @@ def assistant_to_harmony(raw: Any, param: str = "message", call_names: dict[str,
         if args is None:
             args = "{}"
         elif not isinstance(args, str):  # some clients send the object itself
-            import json
-
             args = json.dumps(args, ensure_ascii=False)
         call_id = c.str("id")
         if call_id:

@@ -12,6 +12,7 @@ slot's KV cache like any other prompt (gptoss_cli.serve.continuations).
 from __future__ import annotations
 
 import asyncio
+import copy
 import secrets
 import time
 from collections import OrderedDict
@@ -20,7 +21,7 @@ from typing import Any, AsyncIterator
 
 from ..harmony.model import Author, Message, Role, TextContent
 from ..prompt import developer_content, system_content
-from .chat import ChatRequest, _tool_choice
+from .chat import ChatRequest, parse_tool_choice
 from .errors import APIError
 from .fields import Fields, bad_param
 from .messages import call_message, content_text, drop_answered_analysis, parse_tools, tool_message
@@ -116,7 +117,7 @@ def parse_response_request(data: Any, state: Any) -> ResponseRequest:
     check_model(f, state.model_names)
     tools = parse_tools(f.raw("tools"))
     names = [t.name for t in tools]
-    choice, named = _tool_choice(f, names)
+    choice, named = parse_tool_choice(f, names)
     reasoning = f.sub("reasoning")
     effort = (reasoning.str("effort", None, choices=REASONING_EFFORTS) if reasoning else None) \
         or state.settings.reasoning_effort
@@ -250,8 +251,6 @@ class _Builder:
 
 
 def _snapshot(item: dict[str, Any]) -> dict[str, Any]:
-    import copy
-
     return copy.deepcopy(item)
 
 

@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from typing import Any, Iterator
 
 import uvicorn
@@ -80,7 +81,7 @@ def _load(state: Any, server: Any, out: Any, err: Any) -> None:
         return
     state.set_model(lm, scheduler)
     while not server.started and not server.should_exit:
-        threading.Event().wait(0.02)
+        time.sleep(0.02)
     if server.should_exit:
         return
     if o.verbose:

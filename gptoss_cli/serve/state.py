@@ -13,6 +13,7 @@ from ..errors import GptossError
 from ..harmony.model import Conversation, Message
 from .errors import APIError
 from .metrics import Metrics
+from .responses import ResponseStore
 
 __all__ = ["ServerState"]
 
@@ -32,9 +33,8 @@ class ServerState:
         self._ready = threading.Event()
         self._log = log if log is not None else (lambda line: sys.stderr.write(line + "\n"))
         self.continuations: Any = None  # gptoss_cli.serve.continuations.Continuations, once loaded
-        from .responses import ResponseStore
-
         self.responses = ResponseStore()  # previous_response_id
+        self.port = 0  # set once the socket is bound
 
     # -- loading ------------------------------------------------------------------
 
