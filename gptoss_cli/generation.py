@@ -156,19 +156,31 @@ class Generator:
         """
         return advance_together([(self, ids)])[0]
 
-    def _reusable(self, prompt: list[int]) -> int:
-        """How many leading prompt tokens the cache already holds (rolling back if that helps)."""
+    def reusable(self, prompt: Sequence[int]) -> int:
+        """How many leading prompt tokens would not be computed again: everything the cache holds
+        when that is a prefix of the prompt, else the last prompt when the cache can roll back to
+        it, else none. Changes nothing (a server asks each of its conversations before choosing)."""
+        return self._reuse_plan(list(prompt))[0]
+
+    def _reuse_plan(self, prompt: list[int]) -> tuple[int, Any]:
+        """(tokens reused, the checkpoint to roll back to first, or None)."""
         c = self._cached
         if self._cache_valid and c and self.cache.n_past == len(c) and len(c) < len(prompt) and prompt[: len(c)] == c:
-            return len(c)
+            return len(c), None
         cp = self._prompt_checkpoint
         if cp is not None and self._cache_valid and self.cache.n_past >= len(cp[1]):
             tokens = cp[1]
             if 0 < len(tokens) < len(prompt) and prompt[: len(tokens)] == tokens:
-                self.cache.rollback(cp[0])
-                self._cached = list(tokens)
-                return len(tokens)
-        return 0
+                return len(tokens), cp
+        return 0, None
+
+    def _reusable(self, prompt: list[int]) -> int:
+        """Reuse what reusable() says, rolling the cache back when that is how."""
+        n, cp = self._reuse_plan(prompt)
+        if cp is not None:
+            self.cache.rollback(cp[0])
+            self._cached = list(cp[1])
+        return n
 
     def _save_points(self, prompt: list[int]) -> list[int]:
         """Where the prompt is split (see prompt_cache.save_points); none for caches without snapshots."""

@@ -124,7 +124,6 @@ def test_slot_with_the_longest_prefix_wins(harmony_encoding):
     slots = [Slot(i, Generator(model, enc)) for i in range(3)]
     a = [1, 2, 3, 4, 5]
     slots[1].generator.generate(a, SamplingParams(temperature=0), max_tokens=1).run()
-    slots[1].last_prompt = a
     slots[0].last_used, slots[1].last_used, slots[2].last_used = 3, 2, 1
     slot, reuse = choose_slot(slots, a + [6, 7])
     assert slot is slots[1] and reuse >= len(a)

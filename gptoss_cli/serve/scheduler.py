@@ -247,7 +247,6 @@ class Scheduler:
             self._release(slot)
             self._consumer_call(job, "failed", _internal(e))
             return
-        slot.last_prompt = list(job.prompt)
         job.cached_tokens = next((e.cached_tokens for e in events if isinstance(e, PromptProcessed)), reuse)
         self.metrics.prompt(len(job.prompt), job.cached_tokens or 0)
         self._consumer_call(job, "step", events, None)

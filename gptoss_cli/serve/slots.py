@@ -5,7 +5,8 @@ Generator itself reuses what it holds in two ways (gptoss_cli.generation):
 everything it holds, when that is a prefix of the new prompt (an agent loop
 continuing after a tool result), or its cache rolled back to the end of the
 previous prompt (a chat's next turn, whose render drops the reply's
-analysis). A slot scores the tokens it would reuse so; a prompt no slot can
+analysis); `Generator.reusable` says how much, without changing anything.
+A slot is scored by that; a prompt no slot can
 continue goes to the least recently used one, so that separate
 conversations do not evict each other, and may still start from the prompt
 cache on disk (its system message).
@@ -13,7 +14,7 @@ cache on disk (its system message).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Sequence
 
 from ..generation import Generator
@@ -25,23 +26,13 @@ __all__ = ["Slot", "reusable", "choose_slot"]
 class Slot:
     index: int
     generator: Generator
-    last_prompt: list[int] = field(default_factory=list)  # the checkpoint the generator can roll back to
     last_used: int = 0  # a counter, larger is more recent
     busy: bool = False
 
 
-def _is_prefix(short: Sequence[int], long: Sequence[int]) -> bool:
-    return 0 < len(short) < len(long) and list(long[: len(short)]) == list(short)
-
-
 def reusable(slot: Slot, prompt: Sequence[int]) -> int:
     """How many leading prompt tokens the slot's generator would not compute again."""
-    held = slot.generator.cached_tokens
-    if _is_prefix(held, prompt):
-        return len(held)
-    if _is_prefix(slot.last_prompt, prompt) and len(held) >= len(slot.last_prompt):
-        return len(slot.last_prompt)
-    return 0
+    return slot.generator.reusable(prompt)
 
 
 def choose_slot(free: Sequence[Slot], prompt: Sequence[int]) -> tuple[Slot, int]:
