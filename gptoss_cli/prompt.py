@@ -136,6 +136,20 @@ def build_conversation(
 # -- tools --------------------------------------------------------------------------
 
 
+def drop_answered_analysis(turns: list[Message]) -> list[Message]:
+    """The turns as the model should see them again: the analysis of every turn that reached a
+    final answer left out (OpenAI's rule for gpt-oss), the analysis after the last final answer
+    (a turn still between tool calls) kept. openai-harmony's renderer drops only the analysis
+    before the first final message, so chat and serve apply this themselves."""
+    last_final = max(
+        (i for i, m in enumerate(turns) if m.author.role == Role.ASSISTANT and m.channel == "final"), default=-1
+    )
+    return [
+        m for i, m in enumerate(turns)
+        if not (i < last_final and m.author.role == Role.ASSISTANT and m.channel == "analysis")
+    ]
+
+
 def tools_from_openai(data: Any, where: str = "tools") -> list[ToolDescription]:
     """Function tools from OpenAI's tools format.
 

@@ -61,7 +61,14 @@ from ..harmony.model import (
     ToolDescription,
     parse_reasoning_effort,
 )
-from ..prompt import developer_content, developer_message, load_tools_file, read_text_file, system_content
+from ..prompt import (
+    developer_content,
+    developer_message,
+    drop_answered_analysis,
+    load_tools_file,
+    read_text_file,
+    system_content,
+)
 from ..options import CHAT, OPTIONS, SET_KEYS, problem, sampling_params
 
 __all__ = ["ChatSettings", "ChatSession", "SettingError", "SETTING_KEYS", "setting_key", "parse_setting"]
@@ -190,13 +197,7 @@ class ChatSession:
 
     def prompt_messages(self) -> list[Message]:
         """What the model sees: analysis of turns that reached a final answer left out."""
-        h = self.history
-        last_final = max((i for i, m in enumerate(h) if _is_final(m)), default=-1)
-        kept = [
-            m for i, m in enumerate(h)
-            if not (i < last_final and m.author.role == Role.ASSISTANT and m.channel == "analysis")
-        ]
-        return self._head() + kept
+        return self._head() + drop_answered_analysis(self.history)
 
     def prompt_ids(self) -> list[int]:
         return self.generator.render(Conversation.from_messages(self.prompt_messages()))

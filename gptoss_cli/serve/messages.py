@@ -21,10 +21,10 @@ from typing import Any
 
 from ..errors import InputError
 from ..harmony.model import Author, Message, Role, TextContent, ToolDescription
-from ..prompt import developer_content, system_content, tools_from_openai
+from ..prompt import developer_content, drop_answered_analysis, system_content, tools_from_openai
 from .fields import Fields, bad_param
 
-__all__ = ["chat_to_harmony", "content_text", "parse_tools", "drop_answered_analysis", "call_message", "tool_message",
+__all__ = ["chat_to_harmony", "content_text", "parse_tools", "call_message", "tool_message",
            "assistant_to_harmony"]
 
 _TEXT_PARTS = ("text", "input_text", "output_text")
@@ -163,14 +163,3 @@ def chat_to_harmony(
     if dev is not None:
         head.append(Message.from_role_and_content(Role.DEVELOPER, dev))
     return head + drop_answered_analysis(turns)
-
-
-def drop_answered_analysis(turns: list[Message]) -> list[Message]:
-    """Leave out the analysis of turns that reached a final answer (kept after the last one)."""
-    last_final = max(
-        (i for i, m in enumerate(turns) if m.author.role == Role.ASSISTANT and m.channel == "final"), default=-1
-    )
-    return [
-        m for i, m in enumerate(turns)
-        if not (i < last_final and m.author.role == Role.ASSISTANT and m.channel == "analysis")
-    ]

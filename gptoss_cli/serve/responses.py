@@ -24,7 +24,8 @@ from ..prompt import developer_content, system_content
 from .chat import ChatRequest, parse_tool_choice
 from .errors import APIError
 from .fields import Fields, bad_param
-from .messages import call_message, content_text, drop_answered_analysis, parse_tools, tool_message
+from ..prompt import drop_answered_analysis
+from .messages import call_message, content_text, parse_tools, tool_message
 from .output import CALL, CONTENT, REASONING, OutputMapper
 from .params import REASONING_EFFORTS, check_model, sampling
 from .pipe import Pipe, run_to_end, stream_items
