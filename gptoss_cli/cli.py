@@ -358,7 +358,7 @@ def quantize_cmd(
     quantize_command(src, out, qtype.value, force=force,
                      output_type=output_type.value if output_type else None,
                      embedding_type=embedding_type.value if embedding_type else None,
-                     split_max_size=_size(split_max_size), mem_budget=mem_budget)
+                     split_max_size=_size(split_max_size))
 
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: every error is one line on stderr, never a traceback.
