@@ -9,9 +9,11 @@ the router chose them and before their weights are read:
   at once by the helper thread (gptoss_cli.page_io) and the layer waits for them;
 - the next layer's experts are predicted with that layer's router from the same
   hidden states (the residual stream changes little between layers) and read in
-  behind them, while this layer computes;
+  behind them while this layer computes, as long as such predictions keep being
+  right at least half the time (a wrong one costs a read the disk could have spent
+  on a routed expert);
 - the hot set is as large as the budget leaves beside everything else the
-  process holds (measured at each block's first layer); the least recently used
+  process holds (measured at every layer); the least recently used
   experts are released with MADV_DONTNEED: their pages leave the RSS but stay in
   the page cache, so the kernel can still serve them without the disk.
 
@@ -23,7 +25,7 @@ the difference over the span it reports.
 from __future__ import annotations
 
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -36,6 +38,11 @@ __all__ = ["ExpertPager", "PagerCounters", "pager_for", "dense_views", "summary"
 
 Slot = tuple[int, int]  # (layer, expert)
 
+# Predicted experts are read ahead while at least this share of the last AHEAD_WINDOW layers'
+# predictions was right: a wrong one costs a whole read, a right one saves only the wait for it.
+AHEAD_MIN_PRECISION = 0.5
+AHEAD_WINDOW = 64
+
 
 @dataclass
 class PagerCounters:
@@ -47,6 +54,8 @@ class PagerCounters:
     prefetch_hits: int = 0  # of the hits, read in by a prediction not yet used
     loaded: int = 0  # experts read in because they were routed and not mapped
     predicted: int = 0  # experts read in ahead on a prediction
+    guessed: int = 0  # experts the next layer's router was predicted to choose (read ahead or not)
+    guessed_right: int = 0  # of those, chosen when the layer ran
     evicted: int = 0
     bytes_requested: int = 0  # bytes of the experts read in (loaded and predicted)
     disk_bytes: int = 0  # bytes the process read from storage (/proc/self/io), paging or not
@@ -96,19 +105,22 @@ class ExpertPager:
     """The expert hook that keeps a budget's worth of experts mapped and reads the others in ahead of use.
 
     Give `slots` (a fixed hot set, in experts) or `plan` (a memory_budget.BudgetPlan: the hot
-    set follows the process's RSS). `predict` reads the next layer's predicted experts ahead;
-    `evict_advice` is MADV_DONTNEED (pages stay cached) or MADV_PAGEOUT (dropped from the cache).
+    set follows the process's RSS). `predict` predicts each next layer's experts, which are read
+    ahead while at least `ahead_min` of the recent predictions were right; `evict_advice` is
+    MADV_DONTNEED (pages stay cached) or MADV_PAGEOUT (dropped from the page cache too).
     """
 
     def __init__(
         self, cfg: Any, weights: Any, maps: list[np.ndarray], *, slots: int | None = None, plan: Any = None,
-        predict: bool = True, evict_advice: int = MADV_DONTNEED, reader: PageReader | None = None,
+        predict: bool = True, ahead_min: float = AHEAD_MIN_PRECISION, evict_advice: int = MADV_DONTNEED,
+        reader: PageReader | None = None,
     ) -> None:
         if (slots is None) == (plan is None):
             raise ValueError("give slots or plan")
         self.cfg, self.w = cfg, weights
         self.plan = plan
         self.predict = predict
+        self.ahead_min = ahead_min
         self.evict_advice = evict_advice
         views = [v for lw in weights.layers for e in range(cfg.n_experts) for v in _expert_views(lw, e)]
         _check_in_maps(views + dense_views(weights), maps)
@@ -120,6 +132,9 @@ class ExpertPager:
         self.counters = PagerCounters()  # disk_bytes is filled in by snapshot()
         self._io0 = page_io.io_read_bytes()
         self._hot: OrderedDict[Slot, _Entry] = OrderedDict()  # least recently used first
+        self._reading: list[tuple[PageJob, list[Slot]]] = []  # jobs not yet seen done
+        self._guesses: dict[int, list[Slot]] = {}  # layer -> its predicted experts, until it runs
+        self._recent: deque[tuple[int, int]] = deque(maxlen=AHEAD_WINDOW)  # (guessed, right) per layer
         self._reader = reader or PageReader()
         # no readahead past an expert: a page the helper has not read is fetched alone
         expert_tensors = [view_range(m.data) for lw in weights.layers for m in (lw.gate, lw.up, lw.down)]
@@ -134,8 +149,9 @@ class ExpertPager:
         c = self.counters
         if layer == 0:
             c.tokens += g.shape[0]
-            self._follow_budget()
         demand = [(layer, int(e)) for e in experts]
+        protect = set(demand)
+        self._follow_budget(protect)
         c.requested += len(demand)
         waits: list[PageJob] = []
         missing: list[Slot] = []
@@ -150,13 +166,13 @@ class ExpertPager:
             self._hot.move_to_end(s)
             if entry.job is not None and not entry.job.done.is_set():
                 waits.append(entry.job)
-        protect = set(demand)
         self._make_room(len(missing), protect)
         if len(self._hot) + len(missing) > self.capacity:
             c.over_budget += 1
         if missing:
             waits.append(self._load(missing, urgent=True, fresh=False))
             c.loaded += len(missing)
+        self._score_guess(layer, protect)
         if self.predict and layer + 1 < self.cfg.n_layers:
             self._prefetch(layer + 1, g, protect)
         t = time.perf_counter()
@@ -178,14 +194,32 @@ class ExpertPager:
         job = self._reader.submit(Ranges.of([sp for s in slots for sp in self._slot_spans(s)]), urgent=urgent)
         for s in slots:
             self._hot[s] = _Entry(job, fresh)
+        self._reading.append((job, slots))
         self.counters.bytes_requested += len(slots) * self.slot_bytes
         return job
 
     def _slot_spans(self, s: Slot) -> list[tuple[int, int]]:
         return self._spans[s[0]][s[1]]
 
+    def _score_guess(self, layer: int, demand: set[Slot]) -> None:
+        guess = self._guesses.pop(layer, None)
+        if guess is None:
+            return
+        right = sum(1 for s in guess if s in demand)
+        self.counters.guessed += len(guess)
+        self.counters.guessed_right += right
+        self._recent.append((len(guess), right))
+
+    def reading_ahead(self) -> bool:
+        """Whether predictions are read in: while the recent ones were right often enough to pay for their reads."""
+        if len(self._recent) < self._recent.maxlen // 4:
+            return True
+        guessed = sum(n for n, _ in self._recent)
+        return sum(r for _, r in self._recent) >= self.ahead_min * guessed
+
     def _prefetch(self, layer: int, g: np.ndarray, protect: set[Slot]) -> None:
-        """Read in the experts `layer`'s router would choose for `g`, most chosen first, as far as there is room."""
+        """Predict `layer`'s experts from `g` with its router; read them in, most chosen first, as far as
+        there is room and while predictions have been paying off."""
         from gptoss_kernels.moe import router_topk
 
         from .model import linear
@@ -194,6 +228,9 @@ class ExpertPager:
         chosen, _ = router_topk(linear(g, lw.router, lw.router_b), self.cfg.n_experts_used)
         ids, votes = np.unique(chosen, return_counts=True)
         ranked = [(layer, int(e)) for e in ids[np.argsort(-votes, kind="stable")]]
+        self._guesses[layer] = ranked
+        if not self.reading_ahead():
+            return
         for s in ranked:
             if s in self._hot:
                 self._hot.move_to_end(s)
@@ -223,19 +260,30 @@ class ExpertPager:
             self.counters.failed_advice += page_io.advise(Ranges.of(spans, inward=True), self.evict_advice)
             self.counters.evicted += len(drop)
 
-    def _follow_budget(self) -> None:
-        """At a block's first layer: settle finished reads, size the hot set from the RSS now."""
-        for entry in self._hot.values():
-            if entry.job is not None and entry.job.done.is_set():
-                self.counters.failed_advice += entry.job.failed
-                entry.job = None
+    def _follow_budget(self, protect: set[Slot]) -> None:
+        """Settle finished reads; with a budget, size the hot set from the RSS now.
+
+        Experts still being read count as the rest of the process (their pages mapped so
+        far are in the RSS), so a read in flight never makes the hot set look smaller.
+        """
+        reading = 0
+        for job, slots in list(self._reading):
+            if job.done.is_set():
+                self._reading.remove((job, slots))
+                self.counters.failed_advice += job.failed
+                for s in slots:
+                    entry = self._hot.get(s)
+                    if entry is not None and entry.job is job:
+                        entry.job = None
+            else:
+                reading += sum(1 for s in slots if s in self._hot)
         if self.plan is None:
             return
         from .memory_budget import rss_bytes
 
-        other = max(0, rss_bytes() - len(self._hot) * self.slot_bytes)
+        other = max(0, rss_bytes() - (len(self._hot) - reading) * self.slot_bytes)
         self.capacity = self.plan.hot_slots(other)
-        self._make_room(0, set())
+        self._make_room(0, protect)
 
     def close(self) -> None:
         self._reader.close()
@@ -285,6 +333,7 @@ def summary(c: PagerCounters, seconds: float, pager: ExpertPager) -> dict[str, A
         "hot_experts": pager.capacity, "experts": pager.total_slots, "expert_mb": round(pager.slot_bytes / 1e6, 2),
         "tokens": c.tokens, "hit_rate": round(c.hits / c.requested, 4) if c.requested else None,
         "prefetch_hits": c.prefetch_hits, "loaded": c.loaded, "predicted": c.predicted, "evicted": c.evicted,
+        "guess_precision": round(c.guessed_right / c.guessed, 4) if c.guessed else None,
         "requested_mb_per_token": round(c.bytes_requested / tokens / 1e6, 1),
         "disk_mb_per_token": round(c.disk_bytes / tokens / 1e6, 1),
         "disk_gb_s": round(c.disk_bytes / seconds / 1e9, 3) if seconds > 0 else None,

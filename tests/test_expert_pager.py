@@ -56,7 +56,7 @@ def _run(model: Transformer) -> tuple[np.ndarray, list[np.ndarray]]:
 @pytest.mark.parametrize("slots", [8, 11, 24])
 @pytest.mark.parametrize("predict", [True, False])
 def test_paging_leaves_the_logits_bit_identical(lm, reference, slots, predict):
-    model, pager = _paged(lm, slots=slots, predict=predict)
+    model, pager = _paged(lm, slots=slots, predict=predict, ahead_min=0.0)
     try:
         prompt, decoded = _run(model)
     finally:
@@ -108,7 +108,7 @@ def test_the_hot_set_never_outgrows_its_slots_and_drops_the_least_recently_used(
 
 
 def test_routed_experts_are_asked_for_first_then_the_next_layers_predicted_ones(lm):
-    model, pager = _paged(lm, slots=11, predict=True)
+    model, pager = _paged(lm, slots=11, predict=True, ahead_min=0.0)
     asked: list[tuple[int, bool, list]] = []  # (hook layer, urgent, experts)
     layer_now = [0]
     load = pager._load
@@ -147,7 +147,7 @@ def test_routed_experts_are_asked_for_first_then_the_next_layers_predicted_ones(
 
 def test_a_prediction_read_ahead_is_a_hit_not_a_second_read(lm):
     """Experts read in on a prediction are never asked for again when the layer routes to them."""
-    model, pager = _paged(lm, slots=24, predict=True)
+    model, pager = _paged(lm, slots=24, predict=True, ahead_min=0.0)
     requested: list = []
     load = pager._load
 
@@ -163,6 +163,22 @@ def test_a_prediction_read_ahead_is_a_hit_not_a_second_read(lm):
     assert len(requested) == len(set(requested))  # nothing read twice: nothing was released
     c = pager.snapshot()
     assert c.loaded + c.predicted == len(requested) and c.prefetch_hits > 0
+
+
+def test_predictions_are_read_ahead_only_while_they_are_right_often_enough(lm):
+    model, pager = _paged(lm, slots=24, predict=True, ahead_min=1.01)  # never right often enough
+    try:
+        cache = model.new_cache(256)
+        steps = []
+        for t in range(60):
+            model.forward([t], cache)
+            steps.append(pager.snapshot())
+    finally:
+        pager.close()
+    first_judged = pager._recent.maxlen // 4 // (SPEC.n_layers - 1)  # layers scored before the rule applies
+    assert steps[first_judged + 1].predicted == steps[-1].predicted  # read ahead no more
+    assert steps[-1].guessed > steps[first_judged + 1].guessed  # but still predicted and scored
+    assert 0 < steps[-1].guessed_right <= steps[-1].guessed
 
 
 def test_the_reader_runs_urgent_jobs_before_queued_ones(monkeypatch):
@@ -204,7 +220,7 @@ def test_a_budget_follows_the_resident_set(lm, reference, monkeypatch):
     other = [100 * slot]
     plan = memory_budget.BudgetPlan(budget=(100 + 14) * slot, chosen="--mem-budget", base=other[0], needed=1 << 40,
                                     slot_bytes=slot, min_slots=SPEC.n_experts, slack=0)
-    model, pager = _paged(lm, plan=plan)
+    model, pager = _paged(lm, plan=plan, predict=False)  # no read in flight: the stand-in RSS is exact
     monkeypatch.setattr(memory_budget, "rss_bytes", lambda: other[0] + len(pager._hot) * slot)
     try:
         cache = model.new_cache(256)
