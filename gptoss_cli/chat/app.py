@@ -128,6 +128,10 @@ def chat(
     err = stderr if stderr is not None else sys.stderr
     o = resolve(CHAT, opts, config)
     tools = load_tools_file(o.tools) if o.tools else None
+    from ..structured import compile_tools, format_from_settings
+
+    format_from_settings(o)  # conflicting or unusable formats and tool schemas: one line before the load
+    compile_tools(tools)
     if interactive is None:
         interactive = _isatty(inp) and _isatty(out) and os.environ.get("TERM") != "dumb"
 
