@@ -14,14 +14,14 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, Callable, Union
 
 import numpy as np
 
 from .errors import ModelFileError
 from .gguf_file import GGUFFile, TensorInfo
 
-__all__ = ["SplitGGUF", "byte_maps", "open_model_file", "split_name", "shard_path", "shard_paths", "shards_note"]
+__all__ = ["SplitGGUF", "byte_maps", "home_of", "shards_of", "open_model_file", "split_name", "shard_path", "shard_paths", "shards_note"]
 
 SPLIT_NO, SPLIT_COUNT, SPLIT_TENSORS = "split.no", "split.count", "split.tensors.count"
 _NAME = re.compile(r"^(?P<prefix>.+)-(?P<no>\d{5})-of-(?P<count>\d{5})\.gguf$", re.IGNORECASE)
@@ -102,12 +102,15 @@ class SplitGGUF:
     def size(self) -> int:
         return sum(gf.path.stat().st_size for gf in self.shards)
 
-    def tensor(self, name: str) -> np.ndarray:
+    def shard_of(self, name: str) -> GGUFFile:
+        """The shard that holds tensor `name`."""
         try:
-            home = self._home[name]
+            return self._home[name]
         except KeyError:
             raise ModelFileError(f"{self.path}: missing tensor {name!r}") from None
-        return home.tensor(name)
+
+    def tensor(self, name: str) -> np.ndarray:
+        return self.shard_of(name).tensor(name)
 
     def close(self) -> None:
         for gf in self.shards:
@@ -128,13 +131,23 @@ def byte_maps(f: ModelFile) -> list[np.ndarray]:
     return f.data_maps if isinstance(f, SplitGGUF) else [f.data]
 
 
-def _open_shards(paths: list[Path], count: int) -> list[GGUFFile]:
+def shards_of(f: ModelFile) -> list[GGUFFile]:
+    """The files behind a model file: itself, or its shards (the first holds the metadata)."""
+    return f.shards if isinstance(f, SplitGGUF) else [f]
+
+
+def home_of(f: ModelFile, name: str) -> GGUFFile:
+    """The one file that holds tensor `name`."""
+    return f.shard_of(name) if isinstance(f, SplitGGUF) else f
+
+
+def _open_shards(paths: list[Path], count: int, opener: Callable[[Path], GGUFFile]) -> list[GGUFFile]:
     shards: list[GGUFFile] = []
     try:
         for k, p in enumerate(paths, 1):
             if not p.exists():
                 raise ModelFileError(f"{p}: shard {k} of {count} is missing")
-            gf = GGUFFile(p)
+            gf = opener(p)
             shards.append(gf)
             no, n = _int_key(gf, SPLIT_NO), _int_key(gf, SPLIT_COUNT)
             if n != count:
@@ -149,14 +162,15 @@ def _open_shards(paths: list[Path], count: int) -> list[GGUFFile]:
     return shards
 
 
-def open_model_file(path: str | os.PathLike[str]) -> ModelFile:
+def open_model_file(path: str | os.PathLike[str], opener: Callable[[Path], GGUFFile] = GGUFFile) -> ModelFile:
     """A GGUF file, or all shards of a split model given any one of them, mapped and checked.
 
     A file without split keys is one file whatever its name; one with them must be
     named as llama.cpp names shards, so that the others can be found beside it.
+    `opener` opens each file (a GGUFFile subclass that records more, for quantize).
     """
     p = Path(path)
-    gf = GGUFFile(p)
+    gf = opener(p)
     try:
         count, no = _int_key(gf, SPLIT_COUNT), _int_key(gf, SPLIT_NO)
     except BaseException:
@@ -172,7 +186,7 @@ def open_model_file(path: str | os.PathLike[str]) -> ModelFile:
             f"-0000K-of-{count:05d}.gguf, so the other shards cannot be found (name the files as llama.cpp does)"
         )
     prefix = parts[0]
-    shards = _open_shards([shard_path(p.parent, prefix, k, count) for k in range(1, count + 1)], count)
+    shards = _open_shards([shard_path(p.parent, prefix, k, count) for k in range(1, count + 1)], count, opener)
     try:
         return SplitGGUF(shards)
     except BaseException:

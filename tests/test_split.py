@@ -169,3 +169,14 @@ def test_pull_then_run_a_split_model(tiny_harmony_gguf, tmp_path, monkeypatch):
         srv.shutdown()
         srv.server_close()
         t.join(5)
+
+
+def test_quantize_reads_a_split_input_whole(files, tmp_path):
+    """quantize given any shard of a split model re-encodes every shard's tensors into one file."""
+    from gptoss_cli.convert.quantize import quantize_gguf
+
+    whole, shards = files
+    out = quantize_gguf(shards[1], tmp_path / "merged.gguf", "q8_0", force=True, progress=False, fsync=False)
+    ids = np.random.default_rng(3).integers(0, SPEC.vocab, 20)
+    assert out.n_tensors == len(open_model_file(whole).tensors)
+    assert np.array_equal(load_model(out.path, threads=1).logits(ids), load_model(whole, threads=1).logits(ids))

@@ -33,7 +33,7 @@ from gguf import GGUFValueType as VT
 
 from ..errors import OptionError
 from ..gguf_file import GGUFFile, StringArray
-from ..gguf_split import shard_paths, shards_note
+from ..gguf_split import home_of, open_model_file, shard_paths, shards_note, shards_of
 from .convert import FILE_TYPES, check_output_path
 from .errors import ConvertError
 from .gguf_writer import DENSE_TYPES, FILE_TYPE_MXFP4_MOE, GGUFTensor, tensor_type_for, write_gguf
@@ -109,7 +109,7 @@ def target_type(name: str, shape: tuple[int, ...], current: int, qtype: str, *,
     return current
 
 
-def _stored(gf: _TypedGGUF, name: str, ggml_type: int) -> Iterator[np.ndarray]:
+def _stored(gf: _TypedGGUF, name: str, ggml_type: int) -> Iterator[np.ndarray]:  # gf: the tensor's own file
     """The tensor's bytes as they are (one piece), then its pages released."""
     raw = gf.tensor(name)
     yield raw.view(np.float16) if ggml_type == QT.F16 else raw
@@ -154,12 +154,12 @@ def quantize_gguf(
     if out.exists() and src.exists() and out.resolve() == src.resolve():
         raise ConvertError(f"{out}: the output must be a different file from the input")
     check_output_path(out, force)
-    gf = _TypedGGUF(src)
+    gf = open_model_file(src, opener=_TypedGGUF)  # a split input: every shard, its tensors in shard order
     try:
         from ..weights import read_config
 
         read_config(gf)  # refuses anything that is not a usable gpt-oss GGUF
-        types = gf.__dict__.get("value_types", {})
+        types = shards_of(gf)[0].__dict__.get("value_types", {})
         tensors: list[GGUFTensor] = []
         changed = kept = 0
         experts_mxfp4 = True
@@ -172,17 +172,18 @@ def quantize_gguf(
                 if info.ggml_type == QT.MXFP4:
                     kept += 1
                 experts_mxfp4 &= qt == QT.MXFP4
+            home = home_of(gf, name)
             if qt == info.ggml_type:
-                data: Any = (lambda n=name, i=info: _stored(gf, n, i.ggml_type))
+                data: Any = (lambda h=home, n=name, i=info: _stored(h, n, i.ggml_type))
             else:
                 changed += 1
-                data = (lambda n=name, i=info, q=qt: _pieces(gf, n, i.ggml_type, q, i.shape))
+                data = (lambda h=home, n=name, i=info, q=qt: _pieces(h, n, i.ggml_type, q, i.shape))
             tensors.append(GGUFTensor(name, data, qt, info.shape))
         file_type = FILE_TYPE_MXFP4_MOE if experts_mxfp4 else FILE_TYPES.get(qtype, FILE_TYPE_MXFP4_MOE)
 
         kv = []
         for key, value in gf.metadata.items():
-            if key in ("general.architecture", "general.alignment"):
+            if key in ("general.architecture", "general.alignment") or key.startswith("split."):
                 continue
             vtype, sub = types[key]
             if key == "general.file_type":
