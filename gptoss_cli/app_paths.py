@@ -28,8 +28,10 @@ def app_dir() -> Path:
 
 
 def user_cache_dir() -> Path:
-    """gptoss's directory in the user's cache: $XDG_CACHE_HOME/gptoss, else ~/.cache/gptoss."""
-    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    """gptoss's directory in the user's cache: $XDG_CACHE_HOME/gptoss, else ~/.cache/gptoss
+    (a relative XDG_CACHE_HOME is ignored, as the XDG spec says and the kernels' cache does)."""
+    xdg = os.environ.get("XDG_CACHE_HOME", "")
+    base = xdg if os.path.isabs(xdg) else os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "gptoss"
 
 

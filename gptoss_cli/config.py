@@ -34,7 +34,7 @@ REQUIRED_KEYS: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Shape and constants of a gpt-oss model (DESIGN.md section 2)."""
+    """Shape and constants of a gpt-oss model (docs/design.md §2.1)."""
 
     n_layers: int
     n_experts: int

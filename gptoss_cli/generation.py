@@ -85,6 +85,8 @@ class LanguageModel(Protocol):
 
     def forward(self, tokens: Sequence[int], cache: Cache) -> np.ndarray: ...  # last token's logits [vocab]
 
+    def forward_batch(self, seqs: Sequence[tuple[Sequence[int], Cache]]) -> list[np.ndarray]: ...  # one per sequence
+
 
 class TokenConstraint(Protocol):
     """Limits which tokens may come next (structured output); sees every completion token.

@@ -20,7 +20,7 @@ __all__ = ["IncompleteGGUF", "check_complete_gguf"]
 _MAGIC = b"GGUF"
 _VERSIONS = (2, 3)
 _DEFAULT_ALIGNMENT = 32
-_MAX_DIMS = 8
+_MAX_DIMS = 4  # GGML_MAX_DIMS, as the runtime reader (gguf_file.MAX_DIMS) refuses more
 _MAX_NESTING = 4  # arrays of arrays
 
 # GGUF metadata value types

@@ -51,10 +51,18 @@ def default_dir() -> Path:
 
 
 def model_key(path: str | os.PathLike[str], kernels: str) -> str:
-    """Identity of a model file and the code that computes with it."""
+    """Identity of a model file (of every shard, for a split model named by its first) and the
+    code that computes with it. A one-file model keeps the key it always had."""
+    from .gguf_split import shard_paths
+
     p = Path(path).resolve()
     st = p.stat()
-    return hashlib.sha256(f"{_KEY_VERSION}|{p}|{st.st_size}|{st.st_mtime_ns}|{kernels}".encode()).hexdigest()[:20]
+    text = f"{_KEY_VERSION}|{p}|{st.st_size}|{st.st_mtime_ns}|{kernels}"
+    for other in shard_paths(p)[1:]:  # the shards after the first, if p is the first of several
+        if other.exists():
+            o = other.stat()
+            text += f"|{other.name}:{o.st_size}:{o.st_mtime_ns}"
+    return hashlib.sha256(text.encode()).hexdigest()[:20]
 
 
 def _tokens_key(tokens: Sequence[int]) -> str:
@@ -75,7 +83,7 @@ def _digest(key: str, tokens: np.ndarray, layers: Layers) -> bytes:
 def _layers_problem(layers: Layers) -> str | None:
     """What makes these arrays no snapshot, or None: finite float32 [heads, rows, dim] pairs
     with rows (the ring of a sliding layer may hold more than the tokens); whether they fit
-    the model's cache is the model's check (load_cache_snapshot)."""
+    the model's cache is the model's check (KVCache.load_snapshot)."""
     if not layers:
         return "no layers"
     for i, (k, v) in enumerate(layers):

@@ -1,4 +1,4 @@
-"""YaRN rotary-embedding tables for gpt-oss (DESIGN.md section 2, step 3).
+"""YaRN rotary-embedding tables for gpt-oss (docs/design.md §2.3).
 
 The band limits are not rounded (the reference and transformers do not round;
 llama.cpp does). Tables are computed in float64 and stored as float32.
