@@ -255,9 +255,10 @@ class ExpertPager:
                 drop.append(s)
         for s in drop:
             del self._hot[s]
-        if drop:
+        if drop:  # released on the helper thread, before any read queued after this
             spans = [sp for s in drop for sp in self._slot_spans(s)]
-            self.counters.failed_advice += page_io.advise(Ranges.of(spans, inward=True), self.evict_advice)
+            self._reading.append((self._reader.submit(Ranges.of(spans, inward=True), urgent=True,
+                                                      advice=self.evict_advice), []))
             self.counters.evicted += len(drop)
 
     def _follow_budget(self, protect: set[Slot]) -> None:

@@ -4,7 +4,9 @@ Why a helper thread and Numba: the engine's kernels hold the GIL while they run,
 a Python thread that reads pages would wait for every kernel to end before each
 system call. Here a whole job (every range of it advised MADV_WILLNEED, so the
 kernel queues large reads of exactly those bytes at once, then MADV_POPULATE_READ,
-which waits for them and maps them) is one Numba call that releases the GIL.
+which waits for them and maps them; or a release, MADV_DONTNEED) is one Numba call
+per advice that releases the GIL. Releases are urgent jobs too, queued before the
+read they make room for, so the model's thread never waits for the kernel to unmap.
 Expert ranges are advised MADV_RANDOM first, so a page the helper has not read
 is never fetched with its neighbours by readahead.
 """
@@ -98,9 +100,11 @@ def io_read_bytes() -> int:
 
 @dataclass(eq=False)
 class PageJob:
-    """Ranges to read in and map; `done` is set when they are (or the reader stopped)."""
+    """Ranges to read in and map (advice None), or to release with `advice`; `done` is set when
+    that is done (or the reader stopped)."""
 
     ranges: Ranges
+    advice: int | None = None
     done: threading.Event = field(default_factory=threading.Event)
     started: bool = False
     failed: int = 0
@@ -111,10 +115,11 @@ class PageJob:
 
 
 class PageReader:
-    """One daemon thread that runs PageJobs in queue order; urgent jobs go to the front."""
+    """One daemon thread that runs PageJobs: urgent ones first, each queue in submission order."""
 
     def __init__(self) -> None:
-        self._jobs: deque[PageJob] = deque()
+        self._urgent: deque[PageJob] = deque()
+        self._later: deque[PageJob] = deque()
         self._cv = threading.Condition()
         self._stopped = False
         self.populate = _populate_supported()
@@ -122,26 +127,27 @@ class PageReader:
         self._thread = threading.Thread(target=self._loop, name="gptoss-pager", daemon=True)
         self._thread.start()
 
-    def submit(self, ranges: Ranges, *, urgent: bool = False) -> PageJob:
-        job = PageJob(ranges)
+    def submit(self, ranges: Ranges, *, urgent: bool = False, advice: int | None = None) -> PageJob:
+        """Queue a read (advice None) or a release of `ranges`."""
+        job = PageJob(ranges, advice)
         with self._cv:
             if self._stopped:
                 job.done.set()
                 return job
-            (self._jobs.appendleft if urgent else self._jobs.append)(job)
+            (self._urgent if urgent else self._later).append(job)
             self._cv.notify()
         return job
 
     def promote(self, job: PageJob) -> None:
-        """Move a queued job to the front (the model needs its pages now)."""
+        """Make a queued job urgent (the model needs its pages now)."""
         with self._cv:
-            if not job.started and job in self._jobs:
-                self._jobs.remove(job)
-                self._jobs.appendleft(job)
+            if job in self._later:
+                self._later.remove(job)
+                self._urgent.append(job)
 
     def pending(self) -> int:
         with self._cv:
-            return len(self._jobs)
+            return len(self._urgent) + len(self._later)
 
     def run_now(self, ranges: Ranges) -> PageJob:
         """Read ranges in on the calling thread (at load, before the model runs)."""
@@ -151,28 +157,32 @@ class PageReader:
 
     def _run(self, job: PageJob) -> None:
         t = time.perf_counter()
-        job.failed = advise(job.ranges, MADV_WILLNEED)
-        if self.populate:
-            job.failed += advise(job.ranges, MADV_POPULATE_READ)
+        if job.advice is not None:
+            job.failed = advise(job.ranges, job.advice)
+        else:
+            job.failed = advise(job.ranges, MADV_WILLNEED)
+            if self.populate:
+                job.failed += advise(job.ranges, MADV_POPULATE_READ)
         job.seconds = time.perf_counter() - t
         job.done.set()
 
     def _loop(self) -> None:
         while True:
             with self._cv:
-                while not self._jobs and not self._stopped:
+                while not self._urgent and not self._later and not self._stopped:
                     self._cv.wait()
                 if self._stopped:
                     return
-                job = self._jobs.popleft()
+                job = (self._urgent or self._later).popleft()
                 job.started = True
             self._run(job)
 
     def close(self) -> None:
         with self._cv:
             self._stopped = True
-            left = list(self._jobs)
-            self._jobs.clear()
+            left = list(self._urgent) + list(self._later)
+            self._urgent.clear()
+            self._later.clear()
             self._cv.notify()
         for job in left:
             job.done.set()

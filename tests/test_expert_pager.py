@@ -165,6 +165,25 @@ def test_a_prediction_read_ahead_is_a_hit_not_a_second_read(lm):
     assert c.loaded + c.predicted == len(requested) and c.prefetch_hits > 0
 
 
+def test_experts_are_released_on_the_helper_before_the_reads_that_need_their_room(lm):
+    model, pager = _paged(lm, slots=9, predict=True, ahead_min=0.0)
+    queued: list[tuple[str, bool]] = []
+    submit = pager._reader.submit
+
+    def recording_submit(ranges, *, urgent=False, advice=None):
+        queued.append(("release" if advice is not None else "read", urgent))
+        return submit(ranges, urgent=urgent, advice=advice)
+
+    pager._reader.submit = recording_submit
+    try:
+        _run(model)
+    finally:
+        pager.close()
+    assert ("release", True) in queued and ("read", True) in queued and ("read", False) in queued
+    assert ("release", False) not in queued  # a release never waits behind a read ahead
+    assert pager.counters.evicted > 0
+
+
 def test_predictions_are_read_ahead_only_while_they_are_right_often_enough(lm):
     model, pager = _paged(lm, slots=24, predict=True, ahead_min=1.01)  # never right often enough
     try:
@@ -181,7 +200,7 @@ def test_predictions_are_read_ahead_only_while_they_are_right_often_enough(lm):
     assert 0 < steps[-1].guessed_right <= steps[-1].guessed
 
 
-def test_the_reader_runs_urgent_jobs_before_queued_ones(monkeypatch):
+def test_the_reader_runs_urgent_jobs_first_in_submission_order(monkeypatch):
     gate = threading.Event()
     ran: list[str] = []
     original = PageReader._run
@@ -203,13 +222,13 @@ def test_the_reader_runs_urgent_jobs_before_queued_ones(monkeypatch):
             if name == "first":
                 while not job.started:
                     threading.Event().wait(0.01)
-        reader.promote(jobs[2])  # "later" is needed now too: ahead of "ahead", behind nothing urgent
+        reader.promote(jobs[2])  # "later" is needed now too: behind the urgent "now", ahead of "ahead"
         gate.set()
         for job in jobs:
             job.wait()
     finally:
         reader.close()
-    assert ran == ["first", "later", "now", "ahead"]
+    assert ran == ["first", "now", "later", "ahead"]
 
 
 def test_a_budget_follows_the_resident_set(lm, reference, monkeypatch):
