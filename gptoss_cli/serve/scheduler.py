@@ -71,6 +71,8 @@ class Job:
     consumer: Consumer
     logprobs: int | None = None  # None: none; k >= 0: the sampled token's and the top k
     adjust: LogitsAdjust | None = None
+    #: structured output (a gptoss_cli.generation.TokenConstraint for this one generation), or None
+    constraint: Any = None
     cancelled: bool = False
     cancel_reason: APIError | None = None  # sent to the consumer; None: the client went away
     #: instead of a generation: work(lm) runs on the model thread and its value goes to finished()
@@ -237,7 +239,7 @@ class Scheduler:
         slot.last_used = self._uses
         gen = slot.generator
         try:
-            generation = gen.generate(job.prompt, job.sampling, max_tokens=job.max_tokens)
+            generation = gen.generate(job.prompt, job.sampling, max_tokens=job.max_tokens, constraint=job.constraint)
             events, logits = generation.start()
         except GptossError as e:
             self._release(slot)
