@@ -24,6 +24,7 @@ from .params import REASONING_EFFORTS, check_model, check_n, sampling, stop_stri
 from .pipe import Pipe, run_to_end, stream_items
 from .scheduler import Job
 from .sse import sse_data
+from .structured import parse_format, request_constraint
 from .tool_choice import ToolChoiceGuide
 
 __all__ = ["ChatRequest", "parse_chat", "chat_completion", "chat_chunks", "submit_stream", "assistant_message"]
@@ -40,6 +41,7 @@ class ChatRequest:
     include_usage: bool
     logprobs: int | None
     guide: Any
+    constraint: Any = None  # structured output: response_format and the tools' arguments
 
 
 def parse_tool_choice(f: Fields, tool_names: list[str]) -> tuple[str, str | None]:
@@ -72,7 +74,9 @@ def parse_chat(data: Any, state: Any) -> ChatRequest:
     names = [t.name for t in tools]
     choice, named = parse_tool_choice(f, names)
     effort = f.str("reasoning_effort", state.settings.reasoning_effort, choices=REASONING_EFFORTS)
-    messages = chat_to_harmony(f.raw("messages"), [] if choice == "none" else tools, effort)
+    fmt = parse_format(f.raw("response_format"), "response_format")
+    constraint = request_constraint(fmt, None if choice == "none" else f.raw("tools"), state.tokenizer)
+    messages = chat_to_harmony(f.raw("messages"), [] if choice == "none" else tools, effort, response_format=fmt)
     prompt = state.render(messages)
     max_tokens = f.int("max_completion_tokens", None, lo=1)
     if max_tokens is None:
@@ -94,6 +98,7 @@ def parse_chat(data: Any, state: Any) -> ChatRequest:
         include_usage=bool(so is not None and so.bool("include_usage")),
         logprobs=logprobs,
         guide=guide,
+        constraint=constraint,
     )
 
 
@@ -122,7 +127,8 @@ def assistant_message(mapper: OutputMapper) -> dict[str, Any]:
 
 
 def _job(req: ChatRequest, pipe: Pipe) -> Job:
-    return Job(req.prompt, consumer=pipe, logprobs=req.logprobs, adjust=req.guide, **req.job_args)
+    return Job(req.prompt, consumer=pipe, logprobs=req.logprobs, adjust=req.guide, constraint=req.constraint,
+               **req.job_args)
 
 
 async def chat_completion(req: ChatRequest, state: Any, receive: Any) -> dict[str, Any]:

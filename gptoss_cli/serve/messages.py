@@ -21,11 +21,11 @@ from typing import Any
 
 from ..errors import InputError
 from ..harmony.model import Author, Message, Role, TextContent, ToolDescription
-from ..prompt import developer_content, drop_answered_analysis, system_content, tools_from_openai
+from ..prompt import developer_content, developer_message, drop_answered_analysis, system_content, tools_from_openai
 from .fields import Fields, bad_param
 
 __all__ = ["chat_to_harmony", "content_text", "parse_tools", "call_message", "tool_message",
-           "assistant_to_harmony"]
+           "assistant_to_harmony", "head_messages"]
 
 _TEXT_PARTS = ("text", "input_text", "output_text")
 
@@ -120,11 +120,24 @@ def assistant_to_harmony(raw: Any, param: str = "message", call_names: dict[str,
     return out
 
 
+def head_messages(
+    reasoning_effort: str, instructions: list[str], tools: list[ToolDescription] | None,
+    response_format: Any = None, date: str | None = None,
+) -> list[Message]:
+    """The system message, and the developer message (instructions, tools, and the response format's
+    `# Response Formats` section, as `gptoss run --json-schema` renders it) when it has anything."""
+    head = [Message.from_role_and_content(Role.SYSTEM, system_content(reasoning_effort, date))]
+    dev = developer_message(developer_content("\n\n".join(t for t in instructions if t) or None, tools or None),
+                            response_format)
+    return head + ([dev] if dev is not None else [])
+
+
 def chat_to_harmony(
     messages: Any,
     tools: list[ToolDescription],
     reasoning_effort: str,
     date: str | None = None,
+    response_format: Any = None,
 ) -> list[Message]:
     """The Harmony messages (system, developer, then the turns) of a Chat Completions request."""
     if not isinstance(messages, list) or not messages:
@@ -158,8 +171,4 @@ def chat_to_harmony(
             turns.append(tool_message(name, text or ""))
         else:
             raise bad_param(f"{param}.role", f"unknown role {role!r} (system, developer, user, assistant or tool)")
-    head = [Message.from_role_and_content(Role.SYSTEM, system_content(reasoning_effort, date))]
-    dev = developer_content("\n\n".join(instructions) or None, tools or None)
-    if dev is not None:
-        head.append(Message.from_role_and_content(Role.DEVELOPER, dev))
-    return head + drop_answered_analysis(turns)
+    return head_messages(reasoning_effort, instructions, tools, response_format, date) + drop_answered_analysis(turns)

@@ -20,17 +20,17 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from ..harmony.model import Author, Message, Role, TextContent
-from ..prompt import developer_content, system_content
+from ..prompt import drop_answered_analysis
 from .chat import ChatRequest, parse_tool_choice
 from .errors import APIError
 from .fields import Fields, bad_param
-from ..prompt import drop_answered_analysis
-from .messages import call_message, content_text, parse_tools, tool_message
+from .messages import call_message, content_text, head_messages, parse_tools, tool_message
 from .output import CALL, CONTENT, REASONING, OutputMapper
 from .params import REASONING_EFFORTS, check_model, sampling
 from .pipe import Pipe, run_to_end, stream_items
 from .scheduler import Job
 from .sse import sse_event
+from .structured import format_echo, parse_format, request_constraint
 from .tool_choice import ToolChoiceGuide
 
 __all__ = ["ResponseStore", "parse_response_request", "create_response", "response_events", "submit_response"]
@@ -136,10 +136,11 @@ def parse_response_request(data: Any, state: Any) -> ResponseRequest:
         raise bad_param("input", "'input' is required", "missing_required_parameter")
     new = _input_turns(f.raw("input"), instructions, calls)
     turns = previous + new
-    head = [Message.from_role_and_content(Role.SYSTEM, system_content(effort))]
-    dev = developer_content("\n\n".join(t for t in instructions if t) or None, (tools if choice != "none" else []) or None)
-    if dev is not None:
-        head.append(Message.from_role_and_content(Role.DEVELOPER, dev))
+    text = f.sub("text")
+    raw_format = text.raw("format") if text is not None else None
+    fmt = parse_format(raw_format, "text.format")
+    constraint = request_constraint(fmt, None if choice == "none" else f.raw("tools"), state.tokenizer)
+    head = head_messages(effort, instructions, tools if choice != "none" else [], fmt)
     messages = head + drop_answered_analysis(turns)
     prompt = state.render(messages)
     max_tokens = f.int("max_output_tokens", state.settings.max_tokens, lo=1)
@@ -154,7 +155,7 @@ def parse_response_request(data: Any, state: Any) -> ResponseRequest:
         "tools": f.raw("tools") or [],
         "tool_choice": f.raw("tool_choice") or "auto",
         "parallel_tool_calls": False,
-        "text": {"format": {"type": "text"}},
+        "text": {"format": format_echo(raw_format)},
         "truncation": "disabled",
         "metadata": f.obj("metadata") or {},
         "store": f.bool("store", True),
@@ -163,7 +164,7 @@ def parse_response_request(data: Any, state: Any) -> ResponseRequest:
         messages=messages, prompt=prompt, job_args={"sampling": params, "max_tokens": max_tokens},
         tools=[] if choice == "none" else names, stop=[], stream=f.bool("stream"), include_usage=False,
         logprobs=None, guide=ToolChoiceGuide(state.encoding, named) if choice == "required" else None,
-        turns=turns, calls=calls, echo=echo,
+        turns=turns, calls=calls, echo=echo, constraint=constraint,
     )
 
 
@@ -175,7 +176,7 @@ class _Builder:
         self._open: dict[str, Any] | None = None
         self._open_kind: str | None = None
 
-    def _close(self, events: list[tuple[str, dict]]) -> None:
+    def _close(self, events: list[tuple[str, dict]], status: str = "completed") -> None:
         item, kind = self._open, self._open_kind
         if item is None:
             return
@@ -192,11 +193,11 @@ class _Builder:
                                                          "content_index": 0, "text": text, "logprobs": []}))
             events.append(("response.content_part.done", {"item_id": item["id"], "output_index": idx,
                                                           "content_index": 0, "part": item["content"][0]}))
-            item["status"] = "completed"
+            item["status"] = status
         else:
             events.append(("response.function_call_arguments.done", {"item_id": item["id"], "output_index": idx,
                                                                      "arguments": item["arguments"]}))
-            item["status"] = "completed"
+            item["status"] = status
         events.append(("response.output_item.done", {"output_index": idx, "item": item}))
         self._open = self._open_kind = None
 
@@ -245,10 +246,16 @@ class _Builder:
                                            "delta": d.text}, **extra)))
         return events
 
-    def finish(self) -> list[tuple[str, dict]]:
+    def finish(self, result: Any) -> list[tuple[str, dict]]:
+        """Close the last item: "incomplete" when max_output_tokens cut it (a cut value is no complete object)."""
         events: list[tuple[str, dict]] = []
-        self._close(events)
+        self._close(events, "incomplete" if _cut(result) else "completed")
         return events
+
+
+def _cut(result: Any) -> bool:
+    """The generation ended at the token limit or the context's end, not where the model ended it."""
+    return result.stop_reason in ("max_tokens", "context_full")
 
 
 def _snapshot(item: dict[str, Any]) -> dict[str, Any]:
@@ -263,7 +270,7 @@ def _response(state: Any, req: ResponseRequest, rid: str, created: int, status: 
     }
     body.update(req.echo)
     if result is not None:
-        if result.stop_reason in ("max_tokens", "context_full"):
+        if _cut(result):
             body["status"] = "incomplete"
             body["incomplete_details"] = {"reason": "max_output_tokens"}
         body["usage"] = {
@@ -282,21 +289,25 @@ def _remember(state: Any, req: ResponseRequest, rid: str, result: Any, mapper: A
     state.responses.put(rid, list(req.turns) + state.reply_messages(mapper), calls)
 
 
+def _job(req: ResponseRequest, pipe: Pipe) -> Job:
+    return Job(req.prompt, consumer=pipe, adjust=req.guide, constraint=req.constraint, **req.job_args)
+
+
 async def create_response(req: ResponseRequest, state: Any, receive: Any) -> dict[str, Any]:
     mapper = OutputMapper(req.tools)
     pipe = Pipe(asyncio.get_running_loop(), mapper)
     builder = _Builder()
-    job = Job(req.prompt, consumer=pipe, adjust=req.guide, **req.job_args)
+    job = _job(req, pipe)
     rid, created = _id("resp"), int(time.time())
     result = await run_to_end(pipe, job, state.scheduler, receive, on_deltas=builder.feed)
-    builder.finish()
+    builder.finish(result)
     _remember(state, req, rid, result, mapper)
     return _response(state, req, rid, created, "completed", builder.items, result, mapper)
 
 
 def submit_response(req: ResponseRequest, state: Any) -> tuple[Pipe, Job]:
     pipe = Pipe(asyncio.get_running_loop(), OutputMapper(req.tools))
-    job = Job(req.prompt, consumer=pipe, adjust=req.guide, **req.job_args)
+    job = _job(req, pipe)
     state.scheduler.submit(job)
     return pipe, job
 
@@ -320,7 +331,7 @@ async def response_events(req: ResponseRequest, state: Any, pipe: Pipe, job: Job
             for name, body in builder.feed(value):
                 yield event(name, body)
         elif kind == "done":
-            for name, body in builder.finish():
+            for name, body in builder.finish(value):
                 yield event(name, body)
             _remember(state, req, rid, value, pipe.mapper)
             final = _response(state, req, rid, created, "completed", builder.items, value, pipe.mapper)
