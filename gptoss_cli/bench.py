@@ -42,6 +42,7 @@ class BenchResult:
     tg_tok_s_sd: float
     peak_rss_mb: float
     extra: dict = field(default_factory=dict)
+    precision: str | None = None  # gptoss's "fast" or "exact" (docs/design.md §2.8); None for llama.cpp
 
 
 def _peak_rss_mb() -> float:
@@ -65,9 +66,9 @@ def validate_options(pp: int, tg: int, reps: int, ctx_depth: int) -> None:
 
 def bench_gptoss(
     path: Path, pp: int = 512, tg: int = 128, threads: int | None = None, reps: int = 3, ctx_depth: int = 0,
-    mem_budget: str | int | None = None,
+    mem_budget: str | int | None = None, precision: str = "fast",
 ) -> BenchResult:
-    """Time gptoss on `path` (loads the model in this process); mem_budget as load_model takes it."""
+    """Time gptoss on `path` (loads the model in this process); mem_budget and precision as load_model takes them."""
     import numpy as np
 
     from .gguf_split import byte_maps, shard_paths
@@ -75,7 +76,8 @@ def bench_gptoss(
 
     validate_options(pp, tg, reps, ctx_depth)
     t0 = time.perf_counter()
-    model = load_model(path, threads=threads, context=ctx_depth + max(pp, 2) + tg + 2, mem_budget=mem_budget)
+    model = load_model(path, threads=threads, context=ctx_depth + max(pp, 2) + tg + 2, mem_budget=mem_budget,
+                       precision=precision)
     load_s = time.perf_counter() - t0
     vocab = model.config.vocab_size
     rng = np.random.default_rng(0)
@@ -118,7 +120,7 @@ def bench_gptoss(
     return BenchResult(
         engine="gptoss", model=str(path), model_size_mb=sum(p.stat().st_size for p in shard_paths(path)) / 2**20, threads=model.threads,
         pp=pp, tg=tg, ctx_depth=ctx_depth, reps=reps, load_s=load_s, pp_tok_s=pp_m, pp_tok_s_sd=pp_sd,
-        tg_tok_s=tg_m, tg_tok_s_sd=tg_sd, peak_rss_mb=_peak_rss_mb(), extra=extra,
+        tg_tok_s=tg_m, tg_tok_s_sd=tg_sd, peak_rss_mb=_peak_rss_mb(), extra=extra, precision=model.precision,
     )
 
 
@@ -186,7 +188,7 @@ def merge_rounds(results: list[BenchResult]) -> BenchResult:
         engine=first.engine, model=first.model, model_size_mb=first.model_size_mb, threads=first.threads,
         pp=first.pp, tg=first.tg, ctx_depth=first.ctx_depth, reps=sum(r.reps for r in results),
         load_s=max(r.load_s for r in results), pp_tok_s=pp_m, pp_tok_s_sd=pp_sd, tg_tok_s=tg_m, tg_tok_s_sd=tg_sd,
-        peak_rss_mb=max(r.peak_rss_mb for r in results), extra=extra,
+        peak_rss_mb=max(r.peak_rss_mb for r in results), extra=extra, precision=first.precision,
     )
 
 
@@ -228,7 +230,7 @@ def format_results(results: list[BenchResult], fmt: str) -> str:
             row["tg_ratio"] = r.tg_tok_s / base.tg_tok_s if base.tg_tok_s else None
     if fmt == "json":
         return json.dumps(rows[0] if len(rows) == 1 else rows, indent=2)
-    cols = ["engine", "threads", "pp", "tg", "ctx_depth", "load_s", "pp_tok_s", "tg_tok_s", "peak_rss_mb"]
+    cols = ["engine", "threads", "pp", "tg", "ctx_depth", "load_s", "pp_tok_s", "tg_tok_s", "peak_rss_mb", "precision"]
     if base is not None:
         cols += ["pp_ratio", "tg_ratio"]
 
@@ -295,6 +297,7 @@ def bench_command(
     split_max_size: int = 0,
     mem_budget: str | None = None,
     json_schema: str | None = None,
+    precision: str = "fast",
 ) -> None:
     """Everything behind `gptoss bench`: pick the file, time the engines, print one table/object
     (with json_schema: decode with and without that schema's mask, gptoss_cli.structured.bench)."""
@@ -307,6 +310,12 @@ def bench_command(
         load_format_file("json_schema", json_schema)  # a bad schema: one line before anything is written
     if rounds < 1:
         raise OptionError(f"--rounds must be >= 1, got {rounds}")
+    from .options import problem
+
+    why = problem("precision", precision)
+    if why is not None:
+        raise OptionError(f"invalid value for --precision: {why}")
+    precision = precision.lower()
     if fmt not in ("md", "json", "csv"):
         raise OptionError(f"unknown output format {fmt!r} (md, json, csv)")
     if synthetic and model:
@@ -340,7 +349,7 @@ def bench_command(
 
     def ours() -> BenchResult:
         try:
-            return bench_gptoss(path, pp, tg, threads, reps, ctx_depth, mem_budget)
+            return bench_gptoss(path, pp, tg, threads, reps, ctx_depth, mem_budget, precision)
         except OptionError as e:
             if e.option != "mem_budget":
                 raise

@@ -265,6 +265,9 @@ def bench_cmd(
         None, "--json-schema", metavar="FILE", help="Instead: decode --tg tokens sampled freely and under this "
         "schema's mask, side by side (alternating, --reps times), and the mask's own cost; prints JSON.",
     ),
+    precision: str = typer.Option(
+        "fast", "--precision", metavar="MODE", help=help_text("precision", "run"),
+    ),
 ) -> None:
     """Measure prompt processing and generation speed, load time and peak memory (like llama-bench).
 
@@ -276,7 +279,8 @@ def bench_cmd(
         raise typer.BadParameter("choose one of --json, --md, --csv")
     fmt = "json" if as_json else "csv" if as_csv else "md"
     bench_command(model, synthetic, layers, pp, tg, threads, reps, ctx_depth, fmt, vs_llama_cpp, llama_python, rounds,
-                  split_max_size=_size(split_max_size), mem_budget=mem_budget, json_schema=json_schema)
+                  split_max_size=_size(split_max_size), mem_budget=mem_budget, json_schema=json_schema,
+                  precision=precision)
 
 
 

@@ -34,11 +34,12 @@ def compile_marker_dir() -> Path:
     return numba_cache_dir()
 
 
-def kernel_fingerprint(weight_types: Sequence[int] = ()) -> str:
+def kernel_fingerprint(weight_types: Sequence[int] = (), precision: str = "fast") -> str:
     """Changes whenever Numba would have to compile again or the float32 rounding could differ:
-    Python, Numba, kernel sources, weight types, the CPU Numba compiles for and the kernel path
+    Python, Numba, kernel sources, weight types, the CPU Numba compiles for, the kernel path
     in use (each path sums in its own order, so a prompt-cache snapshot from another one would
-    not be this machine's arithmetic)."""
+    not be this machine's arithmetic) and the precision ("fast" rounds the activations, "exact"
+    does not: their snapshots and compile markers never mix)."""
     import numba
 
     from gptoss_kernels.linear import kernel_path
@@ -47,7 +48,7 @@ def kernel_fingerprint(weight_types: Sequence[int] = ()) -> str:
     h = hashlib.sha256()
     h.update(f"{sys.version}|{numba.__version__}|{platform.machine()}|{sorted(set(weight_types))}".encode())
     cfg = numba.config
-    h.update(f"|{host_cpu_name()}|{cfg.CPU_NAME}|{cfg.CPU_FEATURES}|{kernel_path()}".encode())
+    h.update(f"|{host_cpu_name()}|{cfg.CPU_NAME}|{cfg.CPU_FEATURES}|{kernel_path()}|precision={precision}".encode())
     for p in _kernel_sources():
         st = p.stat()
         h.update(f"|{p.name}:{st.st_size}:{st.st_mtime_ns}".encode())
@@ -76,7 +77,7 @@ def ensure_compiled(
     how long it took when it is done.
     """
     mdir = Path(marker_dir) if marker_dir is not None else compile_marker_dir()
-    marker = mdir / f"gptoss-compiled-{kernel_fingerprint(weight_types)}"
+    marker = mdir / f"gptoss-compiled-{kernel_fingerprint(weight_types, getattr(model, 'precision', 'fast'))}"
     if marker.exists():
         return None
     told = threading.Event()

@@ -69,6 +69,15 @@ def _checked_context(context: int | None, trained: int) -> int:
     return context
 
 
+def _checked_precision(precision: str) -> None:
+    from .options import option
+
+    choices = option("precision").choices
+    if precision not in choices:
+        why = f"{precision!r} (must be {' or '.join(choices)})"
+        raise OptionError(f"invalid value for precision: {why}", "precision", why)
+
+
 class LoadedModel:
     """A mapped gpt-oss GGUF: config, stateless model, tokenizer, Harmony encoding, load facts.
 
@@ -90,6 +99,7 @@ class LoadedModel:
         notice: Callable[[str], None] | None = None,
         pager: Any = None,
         budget: Any = None,
+        precision: str = "fast",
     ) -> None:
         self.path = path
         self.gguf = gguf  # a GGUFFile, or a SplitGGUF over every shard of a split model
@@ -104,6 +114,7 @@ class LoadedModel:
         self._notice = notice  # told once when a cache entry was damaged and is rebuilt
         self.pager = pager  # gptoss_cli.expert_pager.ExpertPager when the model could outgrow the budget, else None
         self.budget = budget  # gptoss_cli.memory_budget.BudgetPlan, or None where the OS gives no figure
+        self.precision = precision  # "fast" or "exact": the weight products' arithmetic (docs/design.md §2.8)
 
     # -- parts built on first use ---------------------------------------------------
 
@@ -114,7 +125,7 @@ class LoadedModel:
             raise ModelFileError(f"{self.path}: opened for its tokenizer only")
         from .model import Transformer
 
-        return Transformer(self.config, self._weights, expert_hook=self.pager)
+        return Transformer(self.config, self._weights, expert_hook=self.pager, precision=self.precision)
 
     @cached_property
     def tokenizer(self):
@@ -145,7 +156,7 @@ class LoadedModel:
         """The kernels' fingerprint for this file's weight types (keys compile markers and prompt snapshots)."""
         from .kernel_warmup import kernel_fingerprint
 
-        return kernel_fingerprint(self.weight_types)
+        return kernel_fingerprint(self.weight_types, self.precision)
 
     @cached_property
     def prompt_cache(self):
@@ -241,6 +252,7 @@ def load_model(
     notice: Callable[[str], None] | None = None,
     marker_dir: str | Path | None = None,
     mem_budget: str | int | None = None,
+    precision: str = "fast",
 ) -> LoadedModel:
     """Open a gpt-oss GGUF given by path, model name or alias (None: the default model).
 
@@ -253,9 +265,13 @@ def load_model(
     if they never ran here (load_s counts the file and the tokenizer; the
     compile's seconds are compile_s). notice() is told about a slow first
     compile and about a damaged cache entry that is deleted and rebuilt.
+    precision: "fast" (the default: the MXFP4 and Q8_0 products take activations
+    rounded to two 8-bit pieces per block, about 1e-4 of the logits' spread) or
+    "exact" (float32 activations throughout); docs/design.md §2.8.
     """
     from .model_names import resolve_model
 
+    _checked_precision(precision)
     t0 = time.perf_counter()
     path = resolve_model(None if model is None else str(model))
     gguf = open_model_file(path)
@@ -264,7 +280,7 @@ def load_model(
     try:
         cache_dir = _cache_dir(prompt_cache)
         if not weights:
-            lm = LoadedModel(path, gguf, vocab_dir=cache_dir, notice=notice)
+            lm = LoadedModel(path, gguf, vocab_dir=cache_dir, notice=notice, precision=precision)
         else:
             from .weights import read_config, read_weights
 
@@ -278,6 +294,7 @@ def load_model(
             lm = LoadedModel(
                 path, gguf, config=config, weights=weights_, threads=n_threads, context=ctx,
                 vocab_dir=cache_dir, prompt_cache_dir=cache_dir, notice=notice, pager=pager, budget=budget,
+                precision=precision,
             )
             lm._apply_threads()
         if warm_up:

@@ -4,7 +4,7 @@
 while it runs; every call names the cache (gptoss_cli.kv_cache.KVCache) it
 advances. So one loaded model serves any number of conversations:
 
-    t = Transformer(cfg, weights)
+    t = Transformer(cfg, weights)                 # precision="fast" (default) or "exact"
     cache = t.new_cache(context=8192)
     last = t.forward(prompt_ids, cache)           # logits of the last token [vocab]
     outs = t.forward_batch([(ids_a, cache_a),     # several sequences in one pass:
@@ -13,7 +13,9 @@ advances. So one loaded model serves any number of conversations:
 In a batch the dense weight products and the experts run once over the tokens
 of every sequence; attention runs per sequence over its own cache and
 positions. One sequence alone follows exactly the single-sequence path.
-The model computes; it never prints.
+The precision (docs/design.md §2.8) picks the weight products' kernels and
+nothing else: "exact" multiplies float32 activations, "fast" the MXFP4 and Q8_0
+ones rounded to two 8-bit pieces per block. The model computes; it never prints.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ import numpy as np
 
 from gptoss_kernels.attention import attention
 from gptoss_kernels.dequant import dequantize
+from gptoss_kernels.kernel_sets import PRECISIONS
 from gptoss_kernels.linear import expert_matvec, matmul, matvec
 from gptoss_kernels.moe import router_topk, swiglu
 from gptoss_kernels.norms import rmsnorm
@@ -44,14 +47,14 @@ PREFILL_CHUNK = 256
 ExpertHook = Callable[[int, np.ndarray, np.ndarray], None]
 
 
-def linear(x: np.ndarray, w: Matrix, bias: np.ndarray | None = None) -> np.ndarray:
-    """x [T, cols] times w.T plus bias -> [T, rows], float32."""
+def linear(x: np.ndarray, w: Matrix, bias: np.ndarray | None = None, precision: str = "fast") -> np.ndarray:
+    """x [T, cols] times w.T plus bias -> [T, rows], float32, in `precision`'s kernels."""
     t = x.shape[0]
     out = np.empty((t, w.rows), dtype=np.float32)
     if t == 1:
-        matvec(w.ggml_type, w.data, x[0], out[0])
+        matvec(w.ggml_type, w.data, x[0], out[0], precision)
     else:
-        matmul(w.ggml_type, w.data, x, out)
+        matmul(w.ggml_type, w.data, x, out, precision)
     if bias is not None:
         out += bias
     return out
@@ -60,13 +63,18 @@ def linear(x: np.ndarray, w: Matrix, bias: np.ndarray | None = None) -> np.ndarr
 class Transformer:
     """The weights and the forward pass; the KV cache of each sequence is passed in."""
 
-    def __init__(self, cfg: ModelConfig, weights: ModelWeights, expert_hook: ExpertHook | None = None) -> None:
+    def __init__(
+        self, cfg: ModelConfig, weights: ModelWeights, expert_hook: ExpertHook | None = None, precision: str = "fast"
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})")
         self.cfg = cfg
         self.w = weights
         self.rope = RopeTables(cfg)
         self.attn_scale = 1.0 / math.sqrt(cfg.head_dim)
         # memory management of the mapped expert weights (paging them in ahead of use); never arithmetic
         self.expert_hook = expert_hook
+        self.precision = precision  # which kernels multiply the weights (docs/design.md §2.8)
 
     def new_cache(self, context: int) -> KVCache:
         """An empty KV cache for one sequence of up to `context` tokens."""
@@ -157,9 +165,9 @@ class Transformer:
         cfg = self.cfg
         t = x.shape[0]
         h = self._norm(x, lw.attn_norm)
-        q = linear(h, lw.wq, lw.bq).reshape(t, cfg.n_heads, cfg.head_dim)
-        k = linear(h, lw.wk, lw.bk).reshape(t, cfg.n_kv_heads, cfg.head_dim)
-        v = linear(h, lw.wv, lw.bv).reshape(t, cfg.n_kv_heads, cfg.head_dim)
+        q = self._linear(h, lw.wq, lw.bq).reshape(t, cfg.n_heads, cfg.head_dim)
+        k = self._linear(h, lw.wk, lw.bk).reshape(t, cfg.n_kv_heads, cfg.head_dim)
+        v = self._linear(h, lw.wv, lw.bv).reshape(t, cfg.n_kv_heads, cfg.head_dim)
         apply_rope(q, cos, sin)
         apply_rope(k, cos, sin)
         out = np.empty_like(q)
@@ -170,12 +178,12 @@ class Transformer:
                 lw.sinks, self.attn_scale, out[rows],
             )
             cache.store(i, start, k[rows], v[rows])
-        return linear(out.reshape(t, cfg.q_dim), lw.wo, lw.bo)
+        return self._linear(out.reshape(t, cfg.q_dim), lw.wo, lw.bo)
 
     def _moe(self, i: int, lw: LayerWeights, x: np.ndarray) -> np.ndarray:
         cfg = self.cfg
         g = self._norm(x, lw.post_norm)
-        router_logits = linear(g, lw.router, lw.router_b)
+        router_logits = self._linear(g, lw.router, lw.router_b)
         experts, weights = router_topk(router_logits, cfg.n_experts_used)
         if self.expert_hook is not None:
             self.expert_hook(i, np.unique(experts), g)
@@ -195,13 +203,13 @@ class Transformer:
         xs = np.ascontiguousarray(np.broadcast_to(g, (k, cfg.hidden)))
         gate = np.empty((k, cfg.expert_ffn), dtype=np.float32)
         up = np.empty((k, cfg.expert_ffn), dtype=np.float32)
-        expert_matvec(lw.gate.ggml_type, lw.gate.data, experts, xs, gate)
-        expert_matvec(lw.up.ggml_type, lw.up.data, experts, xs, up)
+        expert_matvec(lw.gate.ggml_type, lw.gate.data, experts, xs, gate, self.precision)
+        expert_matvec(lw.up.ggml_type, lw.up.data, experts, xs, up, self.precision)
         gate += lw.gate_b[experts]
         up += lw.up_b[experts]
         y = self._activate(gate, up)
         down = np.empty((k, cfg.hidden), dtype=np.float32)
-        expert_matvec(lw.down.ggml_type, lw.down.data, experts, y, down)
+        expert_matvec(lw.down.ggml_type, lw.down.data, experts, y, down, self.precision)
         down += lw.down_b[experts]
         return weights.astype(np.float32) @ down
 
@@ -227,10 +235,12 @@ class Transformer:
             out[rows] += d  # a token routes to each expert at most once
         return out
 
-    @staticmethod
-    def _expert_linear(w: Matrix, e: int, x: np.ndarray) -> np.ndarray:
-        return linear(x, Matrix(w.data[e], w.ggml_type, w.rows, w.cols))
+    def _linear(self, x: np.ndarray, w: Matrix, bias: np.ndarray | None = None) -> np.ndarray:
+        return linear(x, w, bias, self.precision)
+
+    def _expert_linear(self, w: Matrix, e: int, x: np.ndarray) -> np.ndarray:
+        return self._linear(x, Matrix(w.data[e], w.ggml_type, w.rows, w.cols))
 
     def _logits(self, x: np.ndarray) -> np.ndarray:
         h = self._norm(x, self.w.output_norm)
-        return linear(h, self.w.output)
+        return self._linear(h, self.w.output)

@@ -128,6 +128,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("mem_budget", str, None, ("--mem-budget",),
            "Most memory to hold, model pages included (e.g. 16G); a larger model's experts are paged from disk.",
            _ALL, check=_budget_problem, unset="available memory minus a margin", metavar="SIZE"),
+    Option("precision", str, "fast", ("--precision",),
+           "Arithmetic of the weight products: fast (activations rounded to two 8-bit pieces per block, "
+           "about 1e-4 of the logits' spread) or exact (float32 activations).",
+           _ALL, choices=("fast", "exact"), metavar="MODE"),
     Option("temperature", float, 1.0, ("--temperature",), "Sampling temperature; 0 is greedy.", _ALL,
            check=_finite(lambda v: f"{v} (must be >= 0; 0 means greedy)" if v < 0 else None),
            set_key="temperature", set_aliases=("temp",), set_help="number >= 0 (0 is greedy)"),

@@ -37,6 +37,7 @@ def open_for(o: Any, notice: Callable[[str], None] | None = None):
         return load_model(
             o.model, threads=o.threads, context=o.ctx_size, prompt_cache=bool(o.prompt_cache),
             warm_up=True, notice=notice, mem_budget=o.mem_budget,
+            precision=str(getattr(o, "precision", None) or "fast"),
         )
     except OptionError as e:
         if e.option is None:
@@ -135,12 +136,13 @@ def _run(
             load_s=lm.load_s,
             compile_s=lm.compile_s,
             show_reasoning=bool(o.show_reasoning),
+            precision=lm.precision,
         )
         renderer.prompt(lm.tokenizer.decode(prompt_ids))
         result = generation.run(renderer.event)
         renderer.finish(result)
         if o.verbose:
-            err.write(stats_line(result, lm.load_s, lm.compile_s) + "\n")
+            err.write(stats_line(result, lm.load_s, lm.compile_s, lm.precision) + "\n")
             from .expert_pager import memory_line
 
             err.write(memory_line(lm, result.compute_s + result.gen_s) + "\n")

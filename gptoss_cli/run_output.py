@@ -53,7 +53,7 @@ class Renderer:
     """Base: remembers the run's facts; subclasses override event() and finish()."""
 
     def __init__(self, out: IO[str], err: IO[str], *, model: str, model_path: str, load_s: float | None = None,
-                 compile_s: float | None = None, show_reasoning: bool = False):
+                 compile_s: float | None = None, show_reasoning: bool = False, precision: str | None = None):
         self.out = out
         self.err = err
         self.model = model
@@ -61,6 +61,7 @@ class Renderer:
         self.load_s = load_s
         self.compile_s = compile_s
         self.show_reasoning = show_reasoning
+        self.precision = precision  # "fast" or "exact" (docs/design.md §2.8): the timings name it
 
     def prompt(self, prompt_text: str) -> None:
         """Called once before generation with the decoded prompt."""
@@ -75,6 +76,8 @@ class Renderer:
         t = result.timings(self.load_s)
         if self.compile_s is not None:
             t["compile_s"] = round(self.compile_s, 3)
+        if self.precision is not None:
+            t["precision"] = self.precision
         return t
 
     def _write(self, stream: IO[str], text: str) -> None:
@@ -238,8 +241,9 @@ def _fmt_rate(v: float | None) -> str:
     return "-" if v is None else f"{v:.2f}"
 
 
-def stats_line(result: GenerationResult, load_s: float | None, compile_s: float | None = None) -> str:
-    """One line like ollama's --verbose: load time, prompt and generation speed, stop reason."""
+def stats_line(result: GenerationResult, load_s: float | None, compile_s: float | None = None,
+               precision: str | None = None) -> str:
+    """One line like ollama's --verbose: load time, prompt and generation speed (and their precision), stop reason."""
     parts = []
     if load_s is not None:
         parts.append(f"load {load_s:.2f} s")
@@ -252,5 +256,7 @@ def stats_line(result: GenerationResult, load_s: float | None, compile_s: float 
     parts.append(
         f"generated {result.completion_tokens} tokens in {result.gen_s:.2f} s, {_fmt_rate(result.gen_tok_s)} tok/s"
     )
+    if precision is not None:
+        parts.append(f"precision {precision}")
     parts.append(f"stop: {result.stop_reason}")
     return "gptoss: " + " | ".join(parts)

@@ -20,7 +20,10 @@ Modules, one job each:
     q8_fast     Q8_0 and BF16 matvec kernels on those intrinsics
     gemm_t      prefill kernels with 16 tokens per vector (MXFP4, Q8_0, BF16; SIMD paths)
     mxfp4_few   MXFP4 products for 2-15 tokens, each block decoded once per four tokens (AVX-512)
-    kernel_sets which kernel serves each type on each path (one immutable set per path)
+    pieces      the `fast` precision's activations: two 8-bit pieces per 32-value block (and their float form)
+    simd_vnni   the `fast` precision's integer group products (AVX-512 VNNI / VBMI intrinsics)
+    fast_vnni   the `fast` precision's MXFP4 / Q8_0 decode kernels on those products
+    kernel_sets which kernel serves each type on each path and precision (one immutable set each)
     quantize    float32 rows -> Q8_0 / MXFP4 / BF16 bytes, bit-identical with gguf.quants
     linear      public matvec / expert_matvec / matmul / matmul_t with checks and dispatch
     norms       rmsnorm

@@ -44,6 +44,18 @@ def _float32_from_bits(name: str, bits: int, finish, doc: str):
     return intrinsic(impl)
 
 
+@intrinsic
+def f32_to_bits(typingctx, value):
+    """The bits of a float32 as an int64 (0 .. 2^32 - 1; no conversion)."""
+    if value != types.float32:
+        return None
+
+    def codegen(context, builder, signature, args):
+        return builder.zext(builder.bitcast(args[0], ir.IntType(32)), ir.IntType(64))
+
+    return types.int64(value), codegen
+
+
 bits_to_f32 = _float32_from_bits("bits_to_f32", 32, lambda b, v: b.bitcast(v, ir.FloatType()),
                                  "Reinterpret the low 32 bits of an integer as a float32 (no conversion).")
 

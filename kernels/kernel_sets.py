@@ -1,8 +1,16 @@
-"""Which kernel serves each weight type on each kernel path: one immutable set per path.
+"""Which kernel serves each weight type on each kernel path and precision: one immutable set each.
 
-``linear`` holds one set as the active one and swaps it in ``set_kernel_path``;
-nothing rewrites a table in place. A path's SIMD modules are imported only when
-its set is first built, so a CPU never compiles code it cannot run.
+``linear`` holds the exact set of one path as the active one and swaps it in
+``set_kernel_path``; a product of another precision takes that path's set of its
+precision. Nothing rewrites a table in place. A path's SIMD modules are imported
+only when its set is first built, so a CPU never compiles code it cannot run.
+
+Precisions (docs/design.md §2.8): ``exact`` multiplies float32 activations;
+``fast`` multiplies the MXFP4 and Q8_0 weights by activations rounded to two 8-bit
+pieces per 32-value block (pieces.py), with AVX-512 VNNI integer kernels for decode
+where the CPU has them (``avx512vnni`` and ``avx512vbmi``: fast_vnni.py) and the exact
+float kernels fed the rounded values everywhere else. Other weight types are
+multiplied exactly in both.
 """
 
 from __future__ import annotations
@@ -18,15 +26,21 @@ from . import simd
 Kernels = Mapping[int, Callable]  # ggml type id -> kernel
 
 
+PRECISIONS = ("exact", "fast")
+ROUNDED_TYPES = frozenset({gt.MXFP4, gt.Q8_0})  # the weight types whose activations `fast` rounds
+
+
 @dataclass(frozen=True)
 class KernelSet:
-    """The kernels of one path, by ggml type id (contracts in matvec.py, matmul.py, gemm_t.py, mxfp4_few.py)."""
+    """The kernels of one path and precision, by ggml type id (contracts in matvec.py, matmul.py, gemm_t.py,
+    mxfp4_few.py)."""
 
     path: str
     expert_matvec: Kernels  # every type: out[i] = W[experts[i]] @ x[i]
     matmul: Kernels  # every type: row-dot prefill, out = X @ W.T
     matmul_t: Kernels  # types with a token-lane prefill kernel on this path: outT += W @ XT
     matmul_few: Kernels  # types with a few-token product on this path: out = X @ W.T
+    precision: str = "exact"
 
 
 def available_paths() -> list[str]:
@@ -34,9 +48,22 @@ def available_paths() -> list[str]:
     return simd.supported_isas(simd.target_features())
 
 
+def has_vnni_kernels(path: str, features: dict[str, bool] | None = None) -> bool:
+    """Whether ``fast`` decodes with the integer kernels of fast_vnni.py on ``path`` on this CPU."""
+    f = simd.target_features() if features is None else features
+    return path == "avx512" and all(f.get(n) for n in ("avx512bw", "avx512vnni", "avx512vbmi"))
+
+
 @functools.cache
-def for_path(path: str) -> KernelSet:
-    """The kernel set of ``path`` ('avx512', 'ssse3' or 'portable'); ``ValueError`` if this CPU cannot run it."""
+def for_path(path: str, precision: str = "exact") -> KernelSet:
+    """The kernel set of ``path`` ('avx512', 'ssse3' or 'portable') and ``precision`` ('exact' or 'fast').
+
+    ``ValueError`` if this CPU cannot run the path, or for an unknown precision.
+    """
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown precision {precision!r} (known: {', '.join(PRECISIONS)})")
+    if precision == "fast":
+        return _fast(for_path(path))
     if path not in available_paths():
         raise ValueError(f"kernel path {path!r} is not available on this CPU "
                          f"(available: {', '.join(available_paths())})")
@@ -64,3 +91,22 @@ def for_path(path: str) -> KernelSet:
 
         matmul_few[gt.MXFP4] = mxfp4_few.matmul_few_mxfp4_avx512
     return KernelSet(path, *(MappingProxyType(t) for t in (expert_matvec, matmul, matmul_t, matmul_few)))
+
+
+def _fast(exact: KernelSet) -> KernelSet:
+    """``exact`` with its MXFP4 and Q8_0 products fed the rounded activations (integer decode kernels where there are)."""
+    from . import pieces
+
+    tables = []
+    for table, columns in ((exact.expert_matvec, False), (exact.matmul, False), (exact.matmul_t, True),
+                           (exact.matmul_few, False)):
+        t = dict(table)
+        for ggml_type in ROUNDED_TYPES & t.keys():
+            t[ggml_type] = pieces.rounded(t[ggml_type], tokens_in_columns=columns)
+        tables.append(t)
+    if has_vnni_kernels(exact.path):
+        from . import fast_vnni
+
+        tables[0][gt.MXFP4] = fast_vnni.expert_matvec_mxfp4_vnni
+        tables[0][gt.Q8_0] = fast_vnni.expert_matvec_q8_0_vnni
+    return KernelSet(exact.path, *(MappingProxyType(t) for t in tables), precision="fast")

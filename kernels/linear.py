@@ -12,6 +12,10 @@ chosen at import from the CPU's features (or forced with
 ``GPTOSS_KERNELS=portable|ssse3|avx512``, see simd.py) is the active one.
 :func:`kernel_path` says which path that is and :func:`set_kernel_path` swaps
 in another set (tests, benchmarks).
+
+Every product takes ``precision`` ('exact', the default here, or 'fast': the MXFP4
+and Q8_0 activations rounded to two 8-bit pieces per block, docs/design.md §2.8);
+the active path's set of that precision computes it.
 """
 
 from __future__ import annotations
@@ -36,9 +40,9 @@ MATMUL_FEW_MAX_TOKENS = 16
 _active: KernelSet = kernel_sets.for_path(simd.KERNEL_ISA)
 
 
-def active_kernels() -> KernelSet:
-    """The kernel set in use (see :func:`set_kernel_path`)."""
-    return _active
+def active_kernels(precision: str = "exact") -> KernelSet:
+    """The kernel set in use for ``precision`` (see :func:`set_kernel_path`)."""
+    return _active if precision == "exact" else kernel_sets.for_path(_active.path, precision)
 
 
 def kernel_path() -> str:
@@ -61,7 +65,8 @@ def set_kernel_path(path: str) -> str:
 _EXPERT0 = readonly(np.zeros(1, dtype=np.int64))
 
 
-def expert_matvec(ggml_type: int, w3: np.ndarray, experts: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+def expert_matvec(ggml_type: int, w3: np.ndarray, experts: np.ndarray, x: np.ndarray, out: np.ndarray,
+                  precision: str = "exact") -> None:
     """out[i] = W[experts[i]] @ x[i] for every i, in one parallel launch.
 
     w3: stacked expert weights ``[n_experts, rows, width]`` in storage form;
@@ -79,10 +84,10 @@ def expert_matvec(ggml_type: int, w3: np.ndarray, experts: np.ndarray, x: np.nda
         raise ValueError(f"expert id out of range 0..{w3.shape[0] - 1}")
     check_output(out, "out", (k, w3.shape[1]))
     if k and w3.shape[1]:
-        _active.expert_matvec[ggml_type](w3, idx, x, out)
+        active_kernels(precision).expert_matvec[ggml_type](w3, idx, x, out)
 
 
-def matvec(ggml_type: int, w: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+def matvec(ggml_type: int, w: np.ndarray, x: np.ndarray, out: np.ndarray, precision: str = "exact") -> None:
     """out = W @ x for one vector (the decode step). w: ``[rows, width]``, x: ``[cols]``, out: ``[rows]``."""
     x = as_input(x, "x")
     if x.ndim != 1:
@@ -90,10 +95,10 @@ def matvec(ggml_type: int, w: np.ndarray, x: np.ndarray, out: np.ndarray) -> Non
     w = as_weight(ggml_type, w, x.shape[0])
     check_output(out, "out", (w.shape[0],))
     if w.shape[0]:
-        _active.expert_matvec[ggml_type](w[None], _EXPERT0, x[None], out[None])
+        active_kernels(precision).expert_matvec[ggml_type](w[None], _EXPERT0, x[None], out[None])
 
 
-def matmul(ggml_type: int, w: np.ndarray, x: np.ndarray, out: np.ndarray) -> None:
+def matmul(ggml_type: int, w: np.ndarray, x: np.ndarray, out: np.ndarray, precision: str = "exact") -> None:
     """out = X @ W.T for a block of tokens (prefill). X: ``[T, cols]``, out: ``[T, rows]``.
 
     An expert's matrix is passed as the 2-D view ``w3[e]``.
@@ -106,7 +111,7 @@ def matmul(ggml_type: int, w: np.ndarray, x: np.ndarray, out: np.ndarray) -> Non
     t, rows = x.shape[0], w.shape[0]
     if not (t and rows):
         return
-    kernels = _active
+    kernels = active_kernels(precision)
     few = kernels.matmul_few.get(ggml_type)
     lanes = kernels.matmul_t.get(ggml_type)
     if few is not None and t < MATMUL_FEW_MAX_TOKENS:
@@ -117,13 +122,13 @@ def matmul(ggml_type: int, w: np.ndarray, x: np.ndarray, out: np.ndarray) -> Non
         xt = np.zeros((x.shape[1], token_columns(t)), dtype=np.float32)
         xt[:, :t] = x.T
         out_t = np.zeros((_round16(rows), xt.shape[1]), dtype=np.float32)
-        matmul_t(ggml_type, w, xt, out_t)
+        matmul_t(ggml_type, w, xt, out_t, precision)
         out[...] = out_t[:rows, :t].T
     else:
         kernels.matmul[ggml_type](w, x, out)
 
 
-def matmul_t(ggml_type: int, w: np.ndarray, xt: np.ndarray, out_t: np.ndarray) -> None:
+def matmul_t(ggml_type: int, w: np.ndarray, xt: np.ndarray, out_t: np.ndarray, precision: str = "exact") -> None:
     """out_t[:rows] += W @ XT with the tokens in columns (the prefill layout of gemm_t.py).
 
     XT: float32 ``[cols, n]``, ``n`` a multiple of 8 (see :func:`token_columns`; padding columns are
@@ -139,12 +144,13 @@ def matmul_t(ggml_type: int, w: np.ndarray, xt: np.ndarray, out_t: np.ndarray) -
     check_output(out_t, "out_t", (_round16(rows), n))
     if not (rows and n):
         return
-    lanes = _active.matmul_t.get(ggml_type)
+    kernels = active_kernels(precision)
+    lanes = kernels.matmul_t.get(ggml_type)
     if lanes is not None:
         lanes(w, xt, out_t)
     else:
         out = np.empty((n, rows), dtype=np.float32)
-        _active.matmul[ggml_type](w, np.ascontiguousarray(xt.T), out)
+        kernels.matmul[ggml_type](w, np.ascontiguousarray(xt.T), out)
         out_t[:rows] += out.T
 
 

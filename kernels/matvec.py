@@ -138,6 +138,20 @@ def same_x(x):
     return x
 
 
+@njit(cache=True, inline="always")
+def own_row(w, r):
+    """Row r of w, as the row dots read it."""
+    return w[r]
+
+
+@njit(cache=True, inline="always")
+def reaching_row(w, r):
+    """Row r of w and up to one row of what follows it in w (for dots whose last step reads past the row)."""
+    flat = w.reshape(-1)
+    width = w.shape[1]
+    return flat[r * width : min(flat.shape[0], (r + 2) * width)]
+
+
 # --------------------------------------------------------- expert matvec kernels
 # w3: [n_experts, rows, width], experts: int64[k], x: float32[k, cols],
 # out: float32[k, rows]. Tasks are (expert slot, chunk of ROWS_PER_TASK rows);
@@ -149,12 +163,13 @@ _dot2 = Hook("two rows at once: (row a, row b, x) -> (float32, float32)")
 _scratch = Hook("the row dot's per-task scratch, from the width")
 _walk = Hook("one task's rows: (w, x, r0, r1, out)")
 _prepare = Hook("x as the row dot reads it (x itself, or a permuted copy)")
+_row = Hook("the row a row dot is given: (w, r) -> 1-D array")
 
 
 def _row_by_row(w, x, r0, r1, out):
     s = _scratch(x.shape[0])
     for r in range(r0, r1):
-        out[r] = _dot(w[r], x, s)
+        out[r] = _dot(_row(w, r), x, s)
 
 
 def _row_pairs(w, x, r0, r1, out):
@@ -177,10 +192,14 @@ def _expert_matvec(w3, experts, x, out):
 
 
 def expert_matvec_kernel(name: str, dot: Callable, scratch: Callable = no_scratch, prepare: Callable = same_x,
-                         dot2: Callable | None = None) -> Callable:
-    """The parallel ``out[i] = W[experts[i]] @ x[i]`` of a row dot (two rows at a time with ``dot2``)."""
+                         dot2: Callable | None = None, row: Callable = own_row) -> Callable:
+    """The parallel ``out[i] = W[experts[i]] @ x[i]`` of a row dot (two rows at a time with ``dot2``).
+
+    ``row`` gives the dot its row (:func:`reaching_row`: the row and the next one, where there is one).
+    """
     if dot2 is None:
-        walk = specialize(_row_by_row, f"{name}_rows", {"_dot": dot, "_scratch": scratch}, inline="always")
+        walk = specialize(_row_by_row, f"{name}_rows", {"_dot": dot, "_scratch": scratch, "_row": row},
+                          inline="always")
     else:
         walk = specialize(_row_pairs, f"{name}_rows", {"_dot": dot, "_dot2": dot2}, inline="always")
     return specialize(_expert_matvec, name, {"_walk": walk, "_prepare": prepare}, parallel=True)

@@ -2,6 +2,14 @@
 
 Each model's float weights are exactly the values stored in its GGUF (MXFP4
 experts, BF16 or Q8_0 dense weights), so any difference is the runtime's own.
+Every test runs in both precisions (docs/design.md §2.8), each against its own
+bar: `exact` within 2e-3 of the logits' std (it measures about 1e-6) and the
+incremental, chunked and batched passes within 1e-4 of the largest logit; `fast`
+(activations rounded to two 8-bit pieces) top-1 >= 0.99 and at most half of
+llama.cpp's own mean error on these files (1.2e-2 of the std,
+docs/compatibility.md; it measures about 1e-4), the passes within 1e-3 (rounding
+to a grid turns a float32 difference between two passes into a grid step now and
+then).
 """
 
 from __future__ import annotations
@@ -36,6 +44,13 @@ SPECS = {
     ),
 }
 SEQ_LEN = 300
+# precision -> (least top-1 agreement, most mean |error| / std, most difference between passes / max |logit|)
+BARS = {"exact": (0.995, 0.002, 1e-4), "fast": (0.99, 0.006, 1e-3)}
+
+
+@pytest.fixture(params=sorted(BARS))
+def precision(request):
+    return request.param
 
 
 @pytest.fixture(scope="module", params=sorted(SPECS))
@@ -46,21 +61,22 @@ def tiny(request, tmp_path_factory):
     return model, ids, model.reference_logits(ids)
 
 
-def test_logits_match_transformers(tiny):
+def test_logits_match_transformers(tiny, precision):
     model, ids, ref = tiny
-    m = load_model(model.gguf_path, threads=2)
+    m = load_model(model.gguf_path, threads=2, precision=precision)
     ours = m.logits(ids)
     assert ours.shape == ref.shape and ours.dtype == np.float32
     agree = float(np.mean(ours.argmax(-1) == ref.argmax(-1)))
     rel_mae = float(np.mean(np.abs(ours - ref)) / ref.std())
-    print(f"\n{model.gguf_path.parent.name}: top-1 agreement {agree:.4f}, mean |err| / std {rel_mae:.2e}")
-    assert agree >= 0.995
-    assert rel_mae <= 0.002
+    print(f"\n{model.gguf_path.parent.name} {precision}: top-1 agreement {agree:.4f}, mean |err| / std {rel_mae:.2e}")
+    least_agree, most_err, _ = BARS[precision]
+    assert agree >= least_agree
+    assert rel_mae <= most_err
 
 
-def test_incremental_decoding_equals_full_pass(tiny):
+def test_incremental_decoding_equals_full_pass(tiny, precision):
     model, ids, _ = tiny
-    m = load_model(model.gguf_path, threads=2)
+    m = load_model(model.gguf_path, threads=2, precision=precision)
     full = m.logits(ids)
     window = model.config.sliding_window
     prefill = max(1, window - 5)  # decode steps then cross the window boundary
@@ -71,16 +87,16 @@ def test_incremental_decoding_equals_full_pass(tiny):
         got.append(m.forward(ids[t : t + 1], cache)[None, :])
     got = np.concatenate(got)
     ref = full[:steps]
-    assert np.max(np.abs(got - ref)) <= 1e-4 * np.max(np.abs(ref))
+    assert np.max(np.abs(got - ref)) <= BARS[precision][2] * np.max(np.abs(ref))
 
 
-def test_chunked_prefill_equals_one_block(tiny, monkeypatch):
+def test_chunked_prefill_equals_one_block(tiny, precision, monkeypatch):
     model, ids, _ = tiny
-    m = load_model(model.gguf_path, threads=1)
+    m = load_model(model.gguf_path, threads=1, precision=precision)
     full = m.logits(ids)
     monkeypatch.setattr("gptoss_cli.model.PREFILL_CHUNK", 37)
     chunked = m.logits(ids)
-    assert np.max(np.abs(chunked - full)) <= 1e-4 * np.max(np.abs(full))
+    assert np.max(np.abs(chunked - full)) <= BARS[precision][2] * np.max(np.abs(full))
 
 
 def test_weights_are_views_of_the_file_map(tiny):
@@ -95,10 +111,10 @@ def test_weights_are_views_of_the_file_map(tiny):
         assert np.shares_memory(arr, m.gguf.data)
 
 
-def test_rollback_to_a_checkpoint_equals_a_fresh_pass(tiny):
+def test_rollback_to_a_checkpoint_equals_a_fresh_pass(tiny, precision):
     """A chat turn: prompt, reply, then back to the prompt's end and a different continuation."""
     model, ids, _ = tiny
-    m = load_model(model.gguf_path, threads=1)
+    m = load_model(model.gguf_path, threads=1, precision=precision)
     window = model.config.sliding_window
     prompt, reply, other = ids[:40], ids[40 : 40 + window + 20], ids[200:230]
     cache = m.new_cache()
@@ -109,14 +125,15 @@ def test_rollback_to_a_checkpoint_equals_a_fresh_pass(tiny):
     assert cache.n_past == len(prompt)
     got = m.forward(other, cache, all_logits=True)
     fresh = m.logits(np.concatenate([prompt, other]))[len(prompt):]
-    assert np.max(np.abs(got - fresh)) <= 1e-4 * np.max(np.abs(fresh))
+    assert np.max(np.abs(got - fresh)) <= BARS[precision][2] * np.max(np.abs(fresh))
 
 
-def test_a_batch_of_sequences_equals_each_alone(tiny):
+def test_a_batch_of_sequences_equals_each_alone(tiny, precision):
     """forward_batch: a prompt, a decode step and a second prompt in one pass, each over its own
     cache, give what each sequence gives alone, and leave each cache where it would be alone."""
     model, ids, _ = tiny
-    m = load_model(model.gguf_path, threads=1)
+    m = load_model(model.gguf_path, threads=1, precision=precision)
+    bound = BARS[precision][2]
     a, b_prompt, b_next, c = ids[:50], ids[60:90], ids[90:91], ids[100:107]
     ca, cb, cc = m.new_cache(), m.new_cache(), m.new_cache()
     m.forward(b_prompt, cb)
@@ -124,11 +141,11 @@ def test_a_batch_of_sequences_equals_each_alone(tiny):
     alone = [m.logits(a), m.logits(np.concatenate([b_prompt, b_next]))[-1:], m.logits(c)]
     for g, want in zip(got, alone):
         assert g.shape == want.shape
-        assert np.max(np.abs(g - want)) <= 1e-4 * np.max(np.abs(want))
+        assert np.max(np.abs(g - want)) <= bound * np.max(np.abs(want))
     assert (ca.n_past, cb.n_past, cc.n_past) == (50, 31, 7)
     last = m.forward_batch([(ids[107:109], cc), (ids[91:92], cb)])  # then both go on
     want = m.logits(np.concatenate([c, ids[107:109]]))[-1]
-    assert last[0].shape == want.shape and np.max(np.abs(last[0] - want)) <= 1e-4 * np.max(np.abs(want))
+    assert last[0].shape == want.shape and np.max(np.abs(last[0] - want)) <= bound * np.max(np.abs(want))
 
 
 def test_a_batch_refuses_one_cache_twice(tiny):
