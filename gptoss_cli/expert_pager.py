@@ -53,6 +53,7 @@ class PagerCounters:
     hits: int = 0  # of those, already mapped (hot set)
     prefetch_hits: int = 0  # of the hits, read in by a prediction not yet used
     loaded: int = 0  # experts read in because they were routed and not mapped
+    reloaded: int = 0  # routed experts of the hot set read in again: the kernel had reclaimed pages of them
     predicted: int = 0  # experts read in ahead on a prediction
     guessed: int = 0  # experts the next layer's router was predicted to choose (read ahead or not)
     guessed_right: int = 0  # of those, chosen when the layer ran
@@ -155,23 +156,28 @@ class ExpertPager:
         c.requested += len(demand)
         waits: list[PageJob] = []
         missing: list[Slot] = []
+        dropped: list[Slot] = []
         for s in demand:
             entry = self._hot.get(s)
             if entry is None:
                 missing.append(s)
                 continue
-            c.hits += 1
-            c.prefetch_hits += entry.fresh
-            entry.fresh = False
             self._hot.move_to_end(s)
             if entry.job is not None and not entry.job.done.is_set():
                 waits.append(entry.job)
+            elif page_io.absent_pages(Ranges.of(self._slot_spans(s))):
+                dropped.append(s)  # the kernel reclaimed some of its pages: read them in again, in one go
+                continue
+            c.hits += 1
+            c.prefetch_hits += entry.fresh
+            entry.fresh = False
         self._make_room(len(missing), protect)
         if len(self._hot) + len(missing) > self.capacity:
             c.over_budget += 1
-        if missing:
-            waits.append(self._load(missing, urgent=True, fresh=False))
+        if missing or dropped:
+            waits.append(self._load(missing + dropped, urgent=True, fresh=False))
             c.loaded += len(missing)
+            c.reloaded += len(dropped)
         self._score_guess(layer, protect)
         if self.predict and layer + 1 < self.cfg.n_layers:
             self._prefetch(layer + 1, g, protect)
@@ -333,7 +339,8 @@ def summary(c: PagerCounters, seconds: float, pager: ExpertPager) -> dict[str, A
     return {
         "hot_experts": pager.capacity, "experts": pager.total_slots, "expert_mb": round(pager.slot_bytes / 1e6, 2),
         "tokens": c.tokens, "hit_rate": round(c.hits / c.requested, 4) if c.requested else None,
-        "prefetch_hits": c.prefetch_hits, "loaded": c.loaded, "predicted": c.predicted, "evicted": c.evicted,
+        "prefetch_hits": c.prefetch_hits, "loaded": c.loaded, "reloaded": c.reloaded, "predicted": c.predicted,
+        "evicted": c.evicted,
         "guess_precision": round(c.guessed_right / c.guessed, 4) if c.guessed else None,
         "requested_mb_per_token": round(c.bytes_requested / tokens / 1e6, 1),
         "disk_mb_per_token": round(c.disk_bytes / tokens / 1e6, 1),

@@ -25,7 +25,7 @@ from numba import types
 
 __all__ = [
     "PAGE", "MADV_NORMAL", "MADV_RANDOM", "MADV_WILLNEED", "MADV_DONTNEED", "MADV_PAGEOUT", "MADV_POPULATE_READ",
-    "Ranges", "advise", "io_read_bytes", "view_range", "PageJob", "PageReader",
+    "Ranges", "absent_pages", "advise", "io_read_bytes", "view_range", "PageJob", "PageReader",
 ]
 
 PAGE = mmap.PAGESIZE
@@ -34,6 +34,7 @@ MADV_NORMAL, MADV_RANDOM, MADV_WILLNEED, MADV_DONTNEED = 0, 1, 3, 4
 MADV_PAGEOUT, MADV_POPULATE_READ = 21, 22  # Linux 5.4, 5.14
 
 _madvise = types.ExternalFunction("madvise", types.intc(types.uintp, types.uintp, types.intc))
+_mincore = types.ExternalFunction("mincore", types.intc(types.uintp, types.uintp, types.uintp))
 
 
 @numba.njit(nogil=True, cache=True)
@@ -44,6 +45,24 @@ def _advise(starts: np.ndarray, lengths: np.ndarray, advice: np.intc) -> int:  #
         if lengths[i] > 0 and _madvise(starts[i], lengths[i], advice) != 0:
             failed += 1
     return failed
+
+
+@numba.njit(nogil=True, cache=True)
+def _absent(starts: np.ndarray, lengths: np.ndarray, page: int) -> int:  # pragma: no cover - compiled
+    """Pages of the ranges not in the page cache (mincore); a failed call counts its range absent."""
+    absent = 0
+    longest = 0
+    for i in range(lengths.size):
+        longest = max(longest, (lengths[i] + page - 1) // page)
+    vec = np.empty(longest, dtype=np.uint8)
+    for i in range(starts.size):
+        n = (lengths[i] + page - 1) // page
+        if _mincore(starts[i], lengths[i], vec.ctypes.data) != 0:
+            absent += n
+            continue
+        for j in range(n):
+            absent += 1 - (vec[j] & 1)
+    return absent
 
 
 @dataclass(frozen=True, eq=False)
@@ -79,6 +98,13 @@ def advise(r: Ranges, advice: int) -> int:
     if r.starts.size == 0:
         return 0
     return int(_advise(r.starts, r.lengths, np.intc(advice)))
+
+
+def absent_pages(r: Ranges) -> int:
+    """How many pages of the ranges the kernel has dropped (mapped pages it reclaimed are among them)."""
+    if r.starts.size == 0:
+        return 0
+    return int(_absent(r.starts, r.lengths, PAGE))
 
 
 def view_range(view: np.ndarray) -> tuple[int, int]:

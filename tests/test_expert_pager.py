@@ -20,7 +20,7 @@ from gptoss_cli.errors import OptionError
 from gptoss_cli.expert_pager import ExpertPager, PagerCounters, memory_line, summary
 from gptoss_cli.gguf_split import byte_maps
 from gptoss_cli.model import Transformer
-from gptoss_cli.page_io import PageReader, Ranges
+from gptoss_cli.page_io import PAGE, PageReader, Ranges, view_range
 
 SPEC = TinySpec(n_layers=3, n_experts=8, top_k=2, hidden=64, expert_ffn=64, n_heads=4, n_kv_heads=2, head_dim=16,
                 vocab=300, sliding_window=8, context_length=512, seed=11)
@@ -65,7 +65,7 @@ def test_paging_leaves_the_logits_bit_identical(lm, reference, slots, predict):
     assert all(np.array_equal(a, b) for a, b in zip(decoded, reference[1]))
     c = pager.snapshot()
     assert c.tokens == PROMPT.size + len(DECODE) and c.failed_advice == 0
-    assert c.hits + c.loaded == c.requested and c.prefetch_hits <= min(c.hits, c.predicted)
+    assert c.hits + c.loaded + c.reloaded == c.requested and c.prefetch_hits <= min(c.hits, c.predicted)
     assert (c.predicted > 0) == predict and (c.evicted > 0) == (slots < 24)
     assert c.bytes_requested == (c.loaded + c.predicted) * pager.slot_bytes
 
@@ -81,6 +81,27 @@ def test_a_hot_set_that_holds_every_expert_reads_each_once(lm):
         pager.close()
     assert first.loaded == len(pager._hot) <= 24 and first.evicted == 0
     assert second.loaded == 0 and second.hits == second.requested > 0
+
+
+def test_a_hot_expert_whose_pages_the_kernel_reclaimed_is_read_in_again_not_faulted(lm, reference, monkeypatch):
+    """Under memory pressure the kernel may drop mapped pages; the model would then fault them in one
+    page at a time (MADV_RANDOM). A hit is checked (mincore) and read in again in one request instead."""
+    import gptoss_cli.expert_pager as ep
+
+    model, pager = _paged(lm, slots=24, predict=False)
+    gate_start = view_range(lm._weights.layers[1].gate.data)[0] // PAGE * PAGE  # layer 1's pages "dropped"
+    real = ep.page_io.absent_pages
+    monkeypatch.setattr(ep.page_io, "absent_pages",
+                        lambda r: 1 if r.starts.size and int(r.starts[0]) == gate_start else real(r))
+    try:
+        _run(model)  # the first pass reads everything in
+        first = pager.snapshot()
+        prompt, decoded = _run(model)
+        second = pager.snapshot() - first
+    finally:
+        pager.close()
+    assert np.array_equal(prompt, reference[0]) and all(np.array_equal(a, b) for a, b in zip(decoded, reference[1]))
+    assert second.reloaded > 0 and second.loaded == 0 and second.hits + second.reloaded == second.requested
 
 
 def test_the_hot_set_never_outgrows_its_slots_and_drops_the_least_recently_used(lm):
