@@ -1,6 +1,6 @@
 """Where a decode step's time goes: each kernel entry point of the model timed inside real steps.
 
-    python docs/bench/decode_profile.py MODEL.gguf [TOKENS]     # e.g. the cached synthetic 20b
+    python docs/bench/decode_profile.py MODEL.gguf [TOKENS [PRECISION]]     # e.g. the cached synthetic 20b
 
 The file is paged in first, then TOKENS (default 30) tokens are decoded one at a time
 after an 8-token prompt; the time of every call from gptoss_cli/model.py into the kernels
@@ -20,8 +20,8 @@ import gptoss_cli.model as model_module
 from gptoss_cli import load_model
 
 
-def main(path: str, tokens: int) -> None:
-    m = load_model(path, threads=2, context=4096)
+def main(path: str, tokens: int, precision: str = "fast") -> None:
+    m = load_model(path, threads=2, context=4096, precision=precision)
     spent: dict[str, float] = collections.defaultdict(float)
 
     def timed(name: str, label) -> None:
@@ -55,11 +55,11 @@ def main(path: str, tokens: int) -> None:
     for tok in rng.integers(0, 1000, tokens):
         m.forward(tok[None], cache)
     total = (time.perf_counter() - t0) / tokens * 1e3
-    print(f"total {total:.1f} ms/token")
+    print(f"total {total:.1f} ms/token ({precision})")
     for label, s in sorted(spent.items(), key=lambda kv: -kv[1]):
         print(f"  {label:14s} {s / tokens * 1e3:7.2f} ms")
     print(f"  {'glue':14s} {total - sum(spent.values()) / tokens * 1e3:7.2f} ms")
 
 
 if __name__ == "__main__":
-    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 30)
+    main(sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 30, sys.argv[3] if len(sys.argv) > 3 else "fast")
