@@ -80,15 +80,13 @@ def _scale_of(m):
 @njit(cache=True, inline="always")
 def _block_scale(x, at):
     """The scale s of x[at:at+32]; 0 for zeros, NaN for a block with a NaN or an infinity."""
-    m = np.float32(0.0)
-    bad = False
-    for j in range(32):
-        v = x[at + j]
-        bad |= not np.isfinite(v)
-        m = max(m, abs(v))
-    if bad:
+    bits = x.view(np.uint32)
+    m = np.uint32(0)
+    for j in range(at, at + 32):  # |x| orders like its bits; 0x7F800000 and above: inf or NaN
+        m = max(m, bits[j] & np.uint32(0x7FFFFFFF))
+    if m >= np.uint32(0x7F800000):
         return np.float32(np.nan)
-    return _scale_of(m) if m > 0 else np.float32(0.0)
+    return _scale_of(bits_to_f32(m)) if m > 0 else np.float32(0.0)
 
 
 @njit(cache=True, inline="always")
@@ -96,20 +94,30 @@ def _pieces_of(y):
     """(p0, p1) as float32 of y = x / s in [-127, 127]: p0 + p1 / 256 is y rounded to 1/256, p1 in [-128, 127]."""
     q0 = np.floor(y + np.float32(0.5))  # y - q0 in [-0.5, 0.5)
     q1 = np.rint((y - q0) * np.float32(256.0))  # in [-128, 128]: 128 is one more p0 and p1 = -128
-    up = q1 > np.float32(127.0)
-    return (q0 + np.float32(1.0), np.float32(-128.0)) if up else (q0, q1)
+    up = np.float32(q1 > np.float32(127.0))  # no branch: the loops that call this vectorize
+    return q0 + up, q1 - np.float32(256.0) * up
 
 
 @njit(cache=True, inline="always")
-def _block_pieces(x, at, p0, p1):
-    """Pieces of x[at:at+32] into p0[0:32], p1[0:32] (float32); returns the block scale s (0 or NaN: pieces 0)."""
-    s = _block_scale(x, at)
-    inv = np.float32(1.0) / s if s > 0 else np.float32(0.0)  # a power of two: x * inv is exact
-    for j in range(32):
-        q0, q1 = _pieces_of(x[at + j] * inv)
-        p0[j] = q0
-        p1[j] = q1
-    return s
+def _row_pieces(x, scales, q0, q1, t):
+    """The pieces of the activation row x: q0, q1 (int8) and t = 256 q0 + q1 (int32) per value, s per block.
+
+    A block of zeros, or with a NaN or an infinity, has pieces 0 (and scale 0 or NaN). Written as
+    loops LLVM vectorizes: one with a scalar per block, then one over the row.
+    """
+    f0 = np.empty(x.shape[0], np.float32)
+    f1 = np.empty(x.shape[0], np.float32)
+    for b in range(x.shape[0] // 32):
+        s = _block_scale(x, b * 32)
+        scales[b] = s
+        inv = np.float32(1.0) / s if s > 0 else np.float32(0.0)  # a power of two: x * inv is exact
+        for j in range(b * 32, b * 32 + 32):
+            f0[j], f1[j] = _pieces_of(x[j] * inv)
+    for j in range(x.shape[0]):
+        a, c = np.int32(f0[j]), np.int32(f1[j])
+        q0[j] = np.int8(a)
+        q1[j] = np.int8(c)
+        t[j] = 256 * a + c
 
 
 @njit(cache=True, inline="always")
@@ -134,34 +142,29 @@ def split_mxfp4(x):
     """x [k, cols] float32 -> uint8 [k, groups * 384]: the MXFP4 layout above."""
     k, cols = x.shape
     nb = cols // 32
-    ng = _group_count(cols, MX_GROUP_BLOCKS)
-    out = np.zeros((k, ng * MX_GROUP_BYTES), np.uint8)
-    p0 = np.empty(32, np.float32)
-    p1 = np.empty(32, np.float32)
+    out = np.zeros((k, _group_count(cols, MX_GROUP_BLOCKS) * MX_GROUP_BYTES), np.uint8)
+    q0, q1 = np.empty(cols, np.int8), np.empty(cols, np.int8)
+    t, scales = np.empty(cols, np.int32), np.empty(nb, np.float32)
     for i in range(k):
         row = out[i]
         if _same_as_previous(x, i):
             row[:] = out[i - 1]
             continue
-        pieces = row.view(np.int8)
-        ints = row.view(np.int32)
-        floats = row.view(np.float32)
+        _row_pieces(x[i], scales, q0, q1, t)
+        pieces, ints, floats = row.view(np.int8), row.view(np.int32), row.view(np.float32)
         for b in range(nb):
             g, bb = b // MX_GROUP_BLOCKS, b % MX_GROUP_BLOCKS
-            s = _block_pieces(x[i], b * 32, p0, p1)
-            o = g * MX_GROUP_BYTES + 16 * bb
-            for j in range(16):
-                pieces[o + j] = np.int8(p0[j])
-                pieces[o + 64 + j] = np.int8(p0[16 + j])
-                pieces[o + 128 + j] = np.int8(p1[j])
-                pieces[o + 192 + j] = np.int8(p1[16 + j])
+            o, a = g * MX_GROUP_BYTES + 16 * bb, b * 32
+            pieces[o : o + 16] = q0[a : a + 16]
+            pieces[o + 64 : o + 80] = q0[a + 16 : a + 32]
+            pieces[o + 128 : o + 144] = q1[a : a + 16]
+            pieces[o + 192 : o + 208] = q1[a + 16 : a + 32]
             w = g * (MX_GROUP_BYTES // 4) + 4 * bb
             for lane in range(4):
-                t = np.float32(0.0)  # exact: under 2^24
-                for j in range(4 * lane, 4 * lane + 4):
-                    t += np.float32(256.0) * (p0[j] + p0[16 + j]) + p1[j] + p1[16 + j]
-                ints[w + 64 + lane] = MX_OFFSET * np.int32(t)
-                floats[w + 80 + lane] = s / np.float32(512.0)  # 1/256 for p1, and half of E8M0's 2^(e-128)
+                j = a + 4 * lane
+                ints[w + 64 + lane] = MX_OFFSET * (t[j] + t[j + 1] + t[j + 2] + t[j + 3]
+                                                   + t[j + 16] + t[j + 17] + t[j + 18] + t[j + 19])
+                floats[w + 80 + lane] = scales[b] / np.float32(512.0)  # 1/256 for p1, half of E8M0's 2^(e-128)
     return out
 
 
@@ -170,32 +173,26 @@ def split_q8_0(x):
     """x [k, cols] float32 -> uint8 [k, groups * 256]: the Q8_0 layout above."""
     k, cols = x.shape
     nb = cols // 32
-    ng = _group_count(cols, Q8_GROUP_BLOCKS)
-    out = np.zeros((k, ng * Q8_GROUP_BYTES), np.uint8)
-    p0 = np.empty(32, np.float32)
-    p1 = np.empty(32, np.float32)
+    out = np.zeros((k, _group_count(cols, Q8_GROUP_BLOCKS) * Q8_GROUP_BYTES), np.uint8)
+    q0, q1 = np.empty(cols, np.int8), np.empty(cols, np.int8)
+    t, scales = np.empty(cols, np.int32), np.empty(nb, np.float32)
     for i in range(k):
         row = out[i]
         if _same_as_previous(x, i):
             row[:] = out[i - 1]
             continue
-        pieces = row.view(np.int8)
-        ints = row.view(np.int32)
-        floats = row.view(np.float32)
+        _row_pieces(x[i], scales, q0, q1, t)
+        pieces, ints, floats = row.view(np.int8), row.view(np.int32), row.view(np.float32)
         for b in range(nb):
             g, bb = b // Q8_GROUP_BLOCKS, b % Q8_GROUP_BLOCKS
-            s = _block_pieces(x[i], b * 32, p0, p1)
-            o = g * Q8_GROUP_BYTES + 32 * bb
-            for j in range(32):
-                pieces[o + j] = np.int8(p0[j])
-                pieces[o + 64 + j] = np.int8(p1[j])
+            o, a = g * Q8_GROUP_BYTES + 32 * bb, b * 32
+            pieces[o : o + 32] = q0[a : a + 32]
+            pieces[o + 64 : o + 96] = q1[a : a + 32]
             w = g * (Q8_GROUP_BYTES // 4) + 8 * bb
             for lane in range(8):
-                t = np.float32(0.0)  # exact: under 2^24
-                for j in range(4 * lane, 4 * lane + 4):
-                    t += np.float32(256.0) * p0[j] + p1[j]
-                ints[w + 32 + lane] = Q8_OFFSET * np.int32(t)
-                floats[w + 48 + lane] = s / np.float32(256.0)
+                j = a + 4 * lane
+                ints[w + 32 + lane] = Q8_OFFSET * (t[j] + t[j + 1] + t[j + 2] + t[j + 3])
+                floats[w + 48 + lane] = scales[b] / np.float32(256.0)
     return out
 
 
@@ -204,18 +201,18 @@ def rounded_rows(x):
     """x [t, cols] float32 -> a new array of each row's rounded values (the float form of the pieces)."""
     t, cols = x.shape
     out = np.empty_like(x)
+    q0, q1 = np.empty(cols, np.int8), np.empty(cols, np.int8)
+    grid, scales = np.empty(cols, np.int32), np.empty(cols // 32, np.float32)
     for i in range(t):
+        _row_pieces(x[i], scales, q0, q1, grid)
         for b in range(cols // 32):
-            at = b * 32
-            s = _block_scale(x[i], at)
-            if not s > 0:  # zeros stay zeros; a NaN or an infinity carries itself into the product
-                out[i, at : at + 32] = x[i, at : at + 32]
+            s = scales[b]
+            if np.isnan(s):  # a NaN or an infinity carries itself into the product
+                out[i, b * 32 : b * 32 + 32] = x[i, b * 32 : b * 32 + 32]
                 continue
-            inv = np.float32(1.0) / s
             d = s / np.float32(256.0)
-            for j in range(at, at + 32):  # 256 p0 + p1 (exact) times s / 256: exact in float32
-                q0, q1 = _pieces_of(x[i, j] * inv)
-                out[i, j] = (np.float32(256.0) * q0 + q1) * d
+            for j in range(b * 32, b * 32 + 32):  # (256 p0 + p1) s / 256: exact in float32
+                out[i, j] = np.float32(grid[j]) * d
     return out
 
 
