@@ -3,6 +3,7 @@
 # kernels written once): the code before it (a copy installed at OLD_SITE, e.g. with
 # `pip install --no-deps --target /work/baseline-site <checkout at b889516>`) against this
 # checkout, on the same GGUF, same threads, alternating old/new (AB BA ...) for ROUNDS rounds.
+# The new side runs with --precision exact (the arithmetic the old code had; NEW_PRECISION to change).
 # Prints one JSON line per run (engine version, round, pp and tg tok/s) and then the medians.
 #
 #   docs/bench/reshape_before_after.sh MODEL.gguf     # e.g. a cached synthetic 20b cut to 4 layers
@@ -16,7 +17,7 @@ OUT=${OUT:-/tmp/reshape-bench}
 mkdir -p "$OUT"
 run() {  # $1 old|new, $2 round
     local env=(NUMBA_CACHE_DIR="$OUT/cache-$1" GPTOSS_HOME="$OUT/home-$1")
-    local reps=(--reps 2)
+    local reps=(--reps 2 --precision "${NEW_PRECISION:-exact}")
     if [[ $1 == old ]]; then env+=(PYTHONPATH="$OLD_SITE"); reps=(-r 2); fi
     (cd /tmp && env "${env[@]}" "$PY" -m gptoss_cli.cli bench -m "$MODEL" --pp "$PP" --tg "$TG" "${reps[@]}" \
         -t "$THREADS" --json) > "$OUT/$2-$1.json"
