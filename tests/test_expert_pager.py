@@ -7,6 +7,7 @@ routed and the predicted experts are asked for, and what is released.
 
 from __future__ import annotations
 
+import os
 import threading
 
 import numpy as np
@@ -286,6 +287,8 @@ def test_the_loader_pages_only_a_model_that_could_outgrow_the_budget(lm, monkeyp
         load_model(lm.path, threads=1, mem_budget="1M")
     assert e.value.option == "mem_budget" and "needs at least" in e.value.why and "\n" not in str(e.value)
     # a budget between what one layer needs and the whole model: paged, the same logits
+    monkeypatch.setenv("OMP_WAIT_POLICY", "unset")  # (restored after the test)
+    monkeypatch.delenv("OMP_WAIT_POLICY")
     monkeypatch.setattr(memory_budget, "rss_bytes", lambda: 0)
     monkeypatch.setattr(memory_budget, "SLACK_MIN", 0)
     monkeypatch.setattr(memory_budget, "SLACK_SHARE", 0.0)
@@ -295,6 +298,7 @@ def test_the_loader_pages_only_a_model_that_could_outgrow_the_budget(lm, monkeyp
     paged = load_model(lm.path, threads=1, mem_budget=plan.minimum + 3 * plan.slot_bytes)
     try:
         assert paged.pager is not None and paged.budget.paging
+        assert os.environ["OMP_WAIT_POLICY"] == "PASSIVE"  # waiting compute threads do not spin
         cache = paged.new_cache(256)
         want = lm.forward(PROMPT, lm.new_cache(256), all_logits=True)
         assert np.array_equal(paged.forward(PROMPT, cache, all_logits=True), want)
