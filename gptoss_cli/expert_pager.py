@@ -5,8 +5,10 @@ of experts); the rest of the file need not be in memory. The pager is the model'
 expert hook (gptoss_cli.model.ExpertHook), told each layer's routed experts after
 the router chose them and before their weights are read:
 
-- routed experts that are mapped (the hot set) are hits; the others are read in
-  at once by the helper thread (gptoss_cli.page_io) and the layer waits for them;
+- routed experts that are mapped (the hot set) are hits (checked with mincore: one
+  whose pages the kernel reclaimed is read in again rather than faulted in page by
+  page); the others are read in at once by the helper thread (gptoss_cli.page_io)
+  and the layer waits for them;
 - the next layer's experts are predicted with that layer's router from the same
   hidden states (the residual stream changes little between layers) and read in
   behind them while this layer computes, as long as such predictions keep being
@@ -14,8 +16,9 @@ the router chose them and before their weights are read:
   on a routed expert);
 - the hot set is as large as the budget leaves beside everything else the
   process holds (measured at every layer); the least recently used
-  experts are released with MADV_DONTNEED: their pages leave the RSS but stay in
-  the page cache, so the kernel can still serve them without the disk.
+  experts are released with MADV_DONTNEED (on the helper thread, before the reads
+  that need their room): their pages leave the RSS but stay in the page cache, so
+  the kernel can still serve them without the disk.
 
 Paging is memory management only: the same bytes are read, the logits are the
 same bit for bit. The counters (`PagerCounters`) are cumulative; a command takes
@@ -35,7 +38,7 @@ import numpy as np
 from . import page_io
 from .page_io import MADV_DONTNEED, MADV_RANDOM, PageJob, PageReader, Ranges, view_range
 
-__all__ = ["ExpertPager", "PagerCounters", "pager_for", "dense_views", "summary", "summary_line"]
+__all__ = ["ExpertPager", "PagerCounters", "pager_for", "dense_views", "memory_line", "summary", "summary_line"]
 
 Slot = tuple[int, int]  # (layer, expert)
 
@@ -143,7 +146,8 @@ class ExpertPager:
         self.counters.failed_advice += page_io.advise(Ranges.of(expert_tensors), MADV_RANDOM)
         self.counters.failed_advice += page_io.advise(Ranges.of([view_range(weights.token_embd.data)]), MADV_RANDOM)
         # the dense weights stay mapped: read them in now, before the first token
-        self.counters.failed_advice += self._reader.run_now(Ranges.of([view_range(v) for v in dense_views(weights)])).failed
+        dense = Ranges.of([view_range(v) for v in dense_views(weights)])
+        self.counters.failed_advice += self._reader.run_now(dense).failed
 
     # -- the hook ---------------------------------------------------------------------
 
@@ -297,7 +301,9 @@ class ExpertPager:
         self._reader.close()
 
 
-def pager_for(model_file: Any, cfg: Any, weights: Any, context: int, mem_budget: str | int | None) -> tuple[Any, "ExpertPager | None"]:
+def pager_for(
+    model_file: Any, cfg: Any, weights: Any, context: int, mem_budget: str | int | None
+) -> tuple[Any, "ExpertPager | None"]:
     """(the BudgetPlan, a pager or None): a pager only where the model could outgrow the budget.
 
     mem_budget: a size ("16G") or bytes, or None for the default (available memory minus a
@@ -319,7 +325,8 @@ def pager_for(model_file: Any, cfg: Any, weights: Any, context: int, mem_budget:
     from .model import PREFILL_CHUNK
 
     plan = plan_budget(
-        budget, chosen, rss=rss_bytes(), dense_bytes=dense, needed=sum(int(m.nbytes) for m in maps) + _kv_bytes(cfg, context),
+        budget, chosen, rss=rss_bytes(), dense_bytes=dense,
+        needed=sum(int(m.nbytes) for m in maps) + _kv_bytes(cfg, context),
         slot_bytes=slot, min_slots=min(cfg.n_experts, cfg.n_experts_used * PREFILL_CHUNK),
     )
     if not plan.paging:

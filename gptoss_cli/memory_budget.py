@@ -22,7 +22,7 @@ from .errors import OptionError
 
 __all__ = [
     "BudgetPlan", "default_budget", "meminfo", "parse_budget", "peak_rss_bytes", "plan_budget", "rss_bytes",
-    "MARGIN_MIN", "MARGIN_SHARE",
+    "size_problem", "slack_for", "MARGIN_MIN", "MARGIN_SHARE",
 ]
 
 # The default leaves this much of the machine to everything else: at least 1 GB, or a fifth of it.
