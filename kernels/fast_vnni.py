@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from . import pieces, simd_vnni
+from . import pieces, simd, simd_vnni
 from .matvec import expert_matvec_kernel, reaching_row
 from .specialize import Hook, specialize
 from .vector_dots import row_dot
@@ -36,7 +36,7 @@ def _at(acc, row, p, x):
 
 def _last(row, x, p, s):
     if p < x.shape[0] // _XSTEP:  # the matrix's last row: its partial step, read masked
-        s += simd_vnni.vsum16(_partial(simd_vnni.vzero16(), row, p * STEP, x, p * _XSTEP, row.shape[0] - p * STEP))
+        s += simd.vsum(_partial(simd_vnni.vzero16(), row, p * STEP, x, p * _XSTEP, row.shape[0] - p * STEP))
     return s
 
 
@@ -44,7 +44,7 @@ def _steps(row, x):
     return min(x.shape[0] // _XSTEP, row.shape[0] // STEP)
 
 
-_VECTORS = (simd_vnni.vzero16, simd_vnni.vadd16, simd_vnni.vsum16)
+_VECTORS = (simd_vnni.vzero16, simd.vadd, simd.vsum)
 
 
 def _dot(name: str, step: Callable, partial: Callable, xstep: int) -> Callable:

@@ -56,6 +56,7 @@ import numpy as np
 from numba import njit
 
 from .decode import bits_to_f32, f32_to_bits
+from .specialize import Hook, specialize
 
 MX_GROUP_BLOCKS = 4  # MXFP4 blocks per step of the group products (68 bytes)
 MX_GROUP_BYTES = 384  # prepared activation bytes per MXFP4 group
@@ -78,9 +79,8 @@ def _scale_of(m):
 
 
 @njit(cache=True, inline="always")
-def _block_scale(x, at):
-    """The scale s of x[at:at+32]; 0 for zeros, NaN for a block with a NaN or an infinity."""
-    bits = x.view(np.uint32)
+def _block_scale(bits, at):
+    """The scale s of the float32 values whose bits are bits[at:at+32]; 0 for zeros, NaN for a NaN or an infinity."""
     m = np.uint32(0)
     for j in range(at, at + 32):  # |x| orders like its bits; 0x7F800000 and above: inf or NaN
         m = max(m, bits[j] & np.uint32(0x7FFFFFFF))
@@ -107,8 +107,9 @@ def _row_pieces(x, scales, q0, q1, t):
     """
     f0 = np.empty(x.shape[0], np.float32)
     f1 = np.empty(x.shape[0], np.float32)
+    bits = x.view(np.uint32)
     for b in range(x.shape[0] // 32):
-        s = _block_scale(x, b * 32)
+        s = _block_scale(bits, b * 32)
         scales[b] = s
         inv = np.float32(1.0) / s if s > 0 else np.float32(0.0)  # a power of two: x * inv is exact
         for j in range(b * 32, b * 32 + 32):
@@ -137,14 +138,21 @@ def _group_count(cols, blocks_per_group):
     return (nb + blocks_per_group - 1) // blocks_per_group
 
 
-@njit(cache=True)
-def split_mxfp4(x):
-    """x [k, cols] float32 -> uint8 [k, groups * 384]: the MXFP4 layout above."""
+_BLOCKS = Hook("activation blocks per group of the layout")
+_BYTES = Hook("prepared bytes per group")
+_RUN = Hook("values per run of a block's pieces in the layout (16: its two halves apart; 32: whole)")
+_P1 = Hook("where p1 starts in a group (bytes), p0 starting at 0")
+_OFFSET = Hook("what makes the weights unsigned (K removes it)")
+_DIVISOR = Hook("S = s / this")
+
+
+def _split(x):
     k, cols = x.shape
     nb = cols // 32
-    out = np.zeros((k, _group_count(cols, MX_GROUP_BLOCKS) * MX_GROUP_BYTES), np.uint8)
+    out = np.zeros((k, _group_count(cols, _BLOCKS) * _BYTES), np.uint8)
     q0, q1 = np.empty(cols, np.int8), np.empty(cols, np.int8)
     t, scales = np.empty(cols, np.int32), np.empty(nb, np.float32)
+    lanes = _RUN // 4  # int32 lanes of a block: 4 values of each run
     for i in range(k):
         row = out[i]
         if _same_as_previous(x, i):
@@ -153,47 +161,29 @@ def split_mxfp4(x):
         _row_pieces(x[i], scales, q0, q1, t)
         pieces, ints, floats = row.view(np.int8), row.view(np.int32), row.view(np.float32)
         for b in range(nb):
-            g, bb = b // MX_GROUP_BLOCKS, b % MX_GROUP_BLOCKS
-            o, a = g * MX_GROUP_BYTES + 16 * bb, b * 32
-            pieces[o : o + 16] = q0[a : a + 16]
-            pieces[o + 64 : o + 80] = q0[a + 16 : a + 32]
-            pieces[o + 128 : o + 144] = q1[a : a + 16]
-            pieces[o + 192 : o + 208] = q1[a + 16 : a + 32]
-            w = g * (MX_GROUP_BYTES // 4) + 4 * bb
-            for lane in range(4):
-                j = a + 4 * lane
-                ints[w + 64 + lane] = MX_OFFSET * (t[j] + t[j + 1] + t[j + 2] + t[j + 3]
-                                                   + t[j + 16] + t[j + 17] + t[j + 18] + t[j + 19])
-                floats[w + 80 + lane] = scales[b] / np.float32(512.0)  # 1/256 for p1, half of E8M0's 2^(e-128)
+            g, bb = b // _BLOCKS, b % _BLOCKS
+            o, a = g * _BYTES + _RUN * bb, b * 32
+            for h in range(32 // _RUN):  # run h of the block at byte 64 h of the piece's 64-byte vectors
+                pieces[o + 64 * h : o + 64 * h + _RUN] = q0[a + _RUN * h : a + _RUN * (h + 1)]
+                pieces[o + _P1 + 64 * h : o + _P1 + 64 * h + _RUN] = q1[a + _RUN * h : a + _RUN * (h + 1)]
+            w = g * (_BYTES // 4) + lanes * bb  # K and S: the group's last two 64-byte vectors
+            for lane in range(lanes):
+                u = 0
+                for h in range(32 // _RUN):
+                    j = a + _RUN * h + 4 * lane
+                    u += t[j] + t[j + 1] + t[j + 2] + t[j + 3]
+                ints[w + _BYTES // 4 - 32 + lane] = _OFFSET * u
+                floats[w + _BYTES // 4 - 16 + lane] = scales[b] / np.float32(_DIVISOR)
     return out
 
 
-@njit(cache=True)
-def split_q8_0(x):
-    """x [k, cols] float32 -> uint8 [k, groups * 256]: the Q8_0 layout above."""
-    k, cols = x.shape
-    nb = cols // 32
-    out = np.zeros((k, _group_count(cols, Q8_GROUP_BLOCKS) * Q8_GROUP_BYTES), np.uint8)
-    q0, q1 = np.empty(cols, np.int8), np.empty(cols, np.int8)
-    t, scales = np.empty(cols, np.int32), np.empty(nb, np.float32)
-    for i in range(k):
-        row = out[i]
-        if _same_as_previous(x, i):
-            row[:] = out[i - 1]
-            continue
-        _row_pieces(x[i], scales, q0, q1, t)
-        pieces, ints, floats = row.view(np.int8), row.view(np.int32), row.view(np.float32)
-        for b in range(nb):
-            g, bb = b // Q8_GROUP_BLOCKS, b % Q8_GROUP_BLOCKS
-            o, a = g * Q8_GROUP_BYTES + 32 * bb, b * 32
-            pieces[o : o + 32] = q0[a : a + 32]
-            pieces[o + 64 : o + 96] = q1[a : a + 32]
-            w = g * (Q8_GROUP_BYTES // 4) + 8 * bb
-            for lane in range(8):
-                j = a + 4 * lane
-                ints[w + 32 + lane] = Q8_OFFSET * (t[j] + t[j + 1] + t[j + 2] + t[j + 3])
-                floats[w + 48 + lane] = scales[b] / np.float32(256.0)
-    return out
+#: x [k, cols] float32 -> uint8 [k, groups * 384]: the MXFP4 layout above (S is s / 512: 1/256 for p1, and
+#: the half of E8M0's 2^(e-128) that the products leave out).
+split_mxfp4 = specialize(_split, "split_mxfp4", {"_BLOCKS": MX_GROUP_BLOCKS, "_BYTES": MX_GROUP_BYTES, "_RUN": 16,
+                                                  "_P1": 128, "_OFFSET": MX_OFFSET, "_DIVISOR": 512.0})
+#: x [k, cols] float32 -> uint8 [k, groups * 256]: the Q8_0 layout above.
+split_q8_0 = specialize(_split, "split_q8_0", {"_BLOCKS": Q8_GROUP_BLOCKS, "_BYTES": Q8_GROUP_BYTES, "_RUN": 32,
+                                               "_P1": 64, "_OFFSET": Q8_OFFSET, "_DIVISOR": 256.0})
 
 
 @njit(cache=True)

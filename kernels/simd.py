@@ -368,16 +368,16 @@ def vzero(typingctx):
 
 @intrinsic
 def vadd(typingctx, a, b):
-    """Lane-wise sum of two ``f32x32``."""
-    if not (isinstance(a, F32x32) and isinstance(b, F32x32)):
+    """Lane-wise sum of two ``f32x32`` (or two token vectors of one width, below)."""
+    if not (isinstance(a, (F32x32, TokenVec)) and a == b):
         return None
-    return f32x32(a, b), lambda context, builder, signature, args: builder.fadd(args[0], args[1])
+    return a(a, b), lambda context, builder, signature, args: builder.fadd(args[0], args[1])
 
 
 @intrinsic
 def vsum(typingctx, a):
-    """Sum of the 32 lanes of a ``f32x32`` as float32 (pairwise: halves added until one lane)."""
-    if not isinstance(a, F32x32):
+    """Sum of the lanes of a ``f32x32`` (or of a token vector) as float32 (pairwise: halves added until one lane)."""
+    if not isinstance(a, (F32x32, TokenVec)):
         return None
 
     def codegen(context, builder, signature, args):

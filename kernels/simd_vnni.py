@@ -36,7 +36,7 @@ from numba import types
 from numba.extending import intrinsic
 
 from . import pieces
-from .simd import E2M1_DOUBLED, TokenVec, _declare, _elem_ptr, _splat, f32x16
+from .simd import E2M1_DOUBLED, _declare, _elem_ptr, _splat, f32x16
 
 _I1 = ir.IntType(1)
 _I8 = ir.IntType(8)
@@ -192,31 +192,6 @@ q8_step_partial = _make_step("q8_step_partial", _q8_step, True)
 
 @intrinsic
 def vzero16(typingctx):
-    """A ``f32x16`` of zeros."""
+    """A ``f32x16`` of zeros (simd.vadd and simd.vsum add and sum it)."""
     return f32x16(), lambda context, builder, signature, args: ir.Constant(_F16, None)
 
-
-@intrinsic
-def vadd16(typingctx, a, b):
-    """Lane-wise sum of two ``f32x16``."""
-    if not (a == f32x16 and b == f32x16):
-        return None
-    return f32x16(a, b), lambda context, builder, signature, args: builder.fadd(args[0], args[1])
-
-
-@intrinsic
-def vsum16(typingctx, a):
-    """Sum of the 16 lanes of a ``f32x16`` as float32 (pairwise: halves added until one lane)."""
-    if not isinstance(a, TokenVec):
-        return None
-
-    def codegen(context, builder, signature, args):
-        v = args[0]
-        while v.type.count > 1:
-            n = v.type.count // 2
-            lo = builder.shuffle_vector(v, v, _const(ir.VectorType(_I32, n), range(n)))
-            hi = builder.shuffle_vector(v, v, _const(ir.VectorType(_I32, n), range(n, 2 * n)))
-            v = builder.fadd(lo, hi)
-        return builder.extract_element(v, ir.Constant(_I32, 0))
-
-    return types.float32(a), codegen

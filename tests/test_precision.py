@@ -23,6 +23,7 @@ from gguf import quants as gq
 import gptoss_kernels as gk
 from gptoss_kernels import ggml_types as gt
 from gptoss_kernels import kernel_sets, linear, pieces, simd
+from test_kernels_q8_fast import readonly, rel_err
 from tiny_models import TinySpec, build_tiny_model
 
 from gptoss_cli import load_model
@@ -30,16 +31,6 @@ from gptoss_cli.errors import OptionError
 
 REL_TOL = 1e-5
 PATHS = kernel_sets.available_paths()
-
-
-def readonly(a: np.ndarray) -> np.ndarray:
-    a = np.ascontiguousarray(a)
-    a.flags.writeable = False
-    return a
-
-
-def rel_err(got: np.ndarray, ref: np.ndarray) -> float:
-    return float(np.max(np.abs(got.astype(np.float64) - ref)) / np.max(np.abs(ref)))
 
 
 def weights(rng, type_name: str, shape: tuple[int, ...], cols: int):
