@@ -59,11 +59,11 @@ dot_mxfp4_vnni = _dot("dot_mxfp4_vnni", simd_vnni.mx_step, simd_vnni.mx_step_par
 dot_q8_0_vnni = _dot("dot_q8_0_vnni", simd_vnni.q8_step, simd_vnni.q8_step_partial, pieces.Q8_GROUP_BYTES)
 
 # An MXFP4 row's last step reads past the row into the next one where there is one (matvec.reaching_row):
-# the bytes of blocks past the row meet zero pieces and a zero scale, and their scale bytes give a finite
-# float (saturated E8M0), so they add exactly 0 and the step needs no masked load (which, as a second
-# step after the loop, cost Zen 4 about 20% of the row; docs/performance.md). Q8_0 rows of an even block
-# count (every gpt-oss width) end on a whole step; an odd one is read masked, as a garbage f16 scale
-# could be a NaN.
+# the blocks past the row are the next row's, their bytes meet zero pieces and a zero S, and their scale
+# bytes are that row's own E8M0 scales (finite unless the file holds 255), so they add exactly 0 and the
+# step needs no masked load (a masked step after the loop cost Zen 4 about 20% of a row before the dot was
+# inlined; docs/performance.md). Only a matrix's last row reads its partial step masked. Q8_0 rows of an
+# even block count (every gpt-oss width) end on a whole step; an odd one is read masked.
 expert_matvec_mxfp4_vnni = expert_matvec_kernel("expert_matvec_mxfp4_vnni", dot_mxfp4_vnni,
                                                 prepare=pieces.split_mxfp4, row=reaching_row)
 expert_matvec_q8_0_vnni = expert_matvec_kernel("expert_matvec_q8_0_vnni", dot_q8_0_vnni, prepare=pieces.split_q8_0)
