@@ -55,8 +55,16 @@ def kernel_fingerprint(weight_types: Sequence[int] = (), precision: str = "fast"
     return h.hexdigest()[:20]
 
 
-def warm_up(model: Any) -> None:
-    """Run the kernels once on a throw-away cache: a 2-token prompt, then one decode step."""
+def warm_up(model: Any, batched: bool = False) -> None:
+    """Run the kernels once on a throw-away cache: a 2-token prompt, then one decode step.
+
+    batched: instead, a decode step of two sequences (the grouped kernels a server's batch runs).
+    """
+    if batched:
+        caches = [model.new_cache(8), model.new_cache(8)]
+        model.forward_batch([([0, 1], caches[0]), ([2, 3], caches[1])])
+        model.forward_batch([([4], caches[0]), ([5], caches[1])])
+        return
     cache = model.new_cache(8)
     model.forward([0, 1], cache)
     model.forward([2], cache)
@@ -68,8 +76,12 @@ def ensure_compiled(
     notice: Callable[[str], None] | None = None,
     marker_dir: str | Path | None = None,
     notice_delay: float = 0.5,
+    batched: bool = False,
 ) -> float | None:
     """Compile the kernels now if they never ran here; returns the compile's seconds (None: no compile).
+
+    batched: the kernels of a decode step of several sequences (`gptoss serve` with 2+ slots), which a
+    single conversation never runs; they have a marker of their own.
 
     When the marker is missing the kernels run once (Numba compiles them, or
     loads them from its cache). If that takes longer than notice_delay,
@@ -77,7 +89,8 @@ def ensure_compiled(
     how long it took when it is done.
     """
     mdir = Path(marker_dir) if marker_dir is not None else compile_marker_dir()
-    marker = mdir / f"gptoss-compiled-{kernel_fingerprint(weight_types, getattr(model, 'precision', 'fast'))}"
+    fingerprint = kernel_fingerprint(weight_types, getattr(model, "precision", "fast"))
+    marker = mdir / f"gptoss-compiled-{fingerprint}{'-batched' if batched else ''}"
     if marker.exists():
         return None
     told = threading.Event()
@@ -94,7 +107,7 @@ def ensure_compiled(
     t0 = time.perf_counter()
     timer.start()
     try:
-        warm_up(model)
+        warm_up(model, batched)
     finally:
         timer.cancel()
     seconds = time.perf_counter() - t0

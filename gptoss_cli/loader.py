@@ -207,13 +207,17 @@ class LoadedModel:
 
         return Generator(self, self.encoding, cache=cache, prompt_cache=self.prompt_cache)
 
-    def ensure_compiled(self, notice: Callable[[str], None] | None = None, marker_dir: str | Path | None = None):
-        """Compile the kernels now if they never ran on this machine (see kernel_warmup)."""
+    def ensure_compiled(self, notice: Callable[[str], None] | None = None, marker_dir: str | Path | None = None,
+                        batched: bool = False):
+        """Compile the kernels now if they never ran on this machine (see kernel_warmup); batched: those of
+        a decode step of several sequences (a server's batch)."""
         from .kernel_warmup import ensure_compiled
 
         self._apply_threads()
-        self.compile_s = ensure_compiled(self.model, self.weight_types, notice, marker_dir)
-        return self.compile_s
+        seconds = ensure_compiled(self.model, self.weight_types, notice, marker_dir, batched=batched)
+        if not batched:
+            self.compile_s = seconds
+        return seconds
 
     def _apply_threads(self) -> None:
         import numba

@@ -12,7 +12,10 @@ advances. So one loaded model serves any number of conversations:
 
 In a batch the dense weight products and the experts run once over the tokens
 of every sequence; attention runs per sequence over its own cache and
-positions. One sequence alone follows exactly the single-sequence path.
+positions. One sequence alone follows exactly the single-sequence path. A
+decode step (one token per sequence) multiplies each token with the one-token
+kernels, so each sequence's logits are the same bits alone or batched
+(batch-invariant, as a server's seeded requests need).
 The precision (docs/design.md §2.8) picks the weight products' kernels and
 nothing else: "exact" multiplies float32 activations, "fast" the MXFP4 and Q8_0
 ones rounded to two 8-bit pieces per block. The model computes; it never prints.
@@ -28,7 +31,7 @@ import numpy as np
 from gptoss_kernels.attention import attention
 from gptoss_kernels.dequant import dequantize
 from gptoss_kernels.kernel_sets import PRECISIONS
-from gptoss_kernels.linear import expert_matvec, matmul, matvec
+from gptoss_kernels.linear import expert_matvec, grouped_matvec, matmul, matvec, matvecs
 from gptoss_kernels.moe import router_topk, swiglu
 from gptoss_kernels.norms import rmsnorm
 from gptoss_kernels.rope import apply_rope
@@ -47,12 +50,20 @@ PREFILL_CHUNK = 256
 ExpertHook = Callable[[int, np.ndarray, np.ndarray], None]
 
 
-def linear(x: np.ndarray, w: Matrix, bias: np.ndarray | None = None, precision: str = "fast") -> np.ndarray:
-    """x [T, cols] times w.T plus bias -> [T, rows], float32, in `precision`'s kernels."""
+def linear(
+    x: np.ndarray, w: Matrix, bias: np.ndarray | None = None, precision: str = "fast", per_token: bool = False
+) -> np.ndarray:
+    """x [T, cols] times w.T plus bias -> [T, rows], float32, in `precision`'s kernels.
+
+    With per_token every row is multiplied exactly as a one-token call would (the
+    decode kernels), so a token's result does not depend on the tokens beside it.
+    """
     t = x.shape[0]
     out = np.empty((t, w.rows), dtype=np.float32)
     if t == 1:
         matvec(w.ggml_type, w.data, x[0], out[0], precision)
+    elif per_token:
+        matvecs(w.ggml_type, w.data, x, out, precision)
     else:
         matmul(w.ggml_type, w.data, x, out, precision)
     if bias is not None:
@@ -105,14 +116,16 @@ class Transformer:
                 break
             block = [(parts[i][0][offset : offset + PREFILL_CHUNK], parts[i][1]) for i in live]
             hidden = self._run_block(block)
-            at = 0
-            for i, (chunk, _) in zip(live, block):
-                h = hidden[at : at + chunk.size]
-                at += chunk.size
-                if all_logits:
+            ends = np.cumsum([chunk.size for chunk, _ in block])
+            if all_logits:
+                for i, h in zip(live, np.split(hidden, ends[:-1])):
                     outputs[i].append(self._logits(h))
-                elif offset + PREFILL_CHUNK >= parts[i][0].size:
-                    outputs[i].append(self._logits(h[-1:])[0])
+            else:  # the last token of each sequence that ends in this block, all in one product
+                done = [(i, end - 1) for i, end in zip(live, ends) if offset + PREFILL_CHUNK >= parts[i][0].size]
+                if done:
+                    logits = self._logits(hidden[[row for _, row in done]], per_token=True)
+                    for (i, _), row in zip(done, logits):
+                        outputs[i].append(row)
             offset += PREFILL_CHUNK
         return [np.concatenate(o) if all_logits and len(o) > 1 else o[0] for o in outputs]
 
@@ -147,9 +160,10 @@ class Transformer:
         else:
             cos = np.concatenate([c for c, _ in tables])
             sin = np.concatenate([s for _, s in tables])
+        per_token = all(t.size == 1 for t, _ in block)  # a decode step: batch-invariant products
         for i, layer in enumerate(w.layers):
-            x += self._attention(i, layer, x, spans, cos, sin)
-            x += self._moe(i, layer, x)
+            x += self._attention(i, layer, x, spans, cos, sin, per_token)
+            x += self._moe(i, layer, x, per_token)
         for _, n, cache, start in spans:
             cache.n_past = start + n
         return x
@@ -160,14 +174,15 @@ class Transformer:
         return out
 
     def _attention(
-        self, i: int, lw: LayerWeights, x: np.ndarray, spans: list, cos: np.ndarray, sin: np.ndarray
+        self, i: int, lw: LayerWeights, x: np.ndarray, spans: list, cos: np.ndarray, sin: np.ndarray,
+        per_token: bool,
     ) -> np.ndarray:
         cfg = self.cfg
         t = x.shape[0]
         h = self._norm(x, lw.attn_norm)
-        q = self._linear(h, lw.wq, lw.bq).reshape(t, cfg.n_heads, cfg.head_dim)
-        k = self._linear(h, lw.wk, lw.bk).reshape(t, cfg.n_kv_heads, cfg.head_dim)
-        v = self._linear(h, lw.wv, lw.bv).reshape(t, cfg.n_kv_heads, cfg.head_dim)
+        q = self._linear(h, lw.wq, lw.bq, per_token).reshape(t, cfg.n_heads, cfg.head_dim)
+        k = self._linear(h, lw.wk, lw.bk, per_token).reshape(t, cfg.n_kv_heads, cfg.head_dim)
+        v = self._linear(h, lw.wv, lw.bv, per_token).reshape(t, cfg.n_kv_heads, cfg.head_dim)
         apply_rope(q, cos, sin)
         apply_rope(k, cos, sin)
         out = np.empty_like(q)
@@ -178,17 +193,17 @@ class Transformer:
                 lw.sinks, self.attn_scale, out[rows],
             )
             cache.store(i, start, k[rows], v[rows])
-        return self._linear(out.reshape(t, cfg.q_dim), lw.wo, lw.bo)
+        return self._linear(out.reshape(t, cfg.q_dim), lw.wo, lw.bo, per_token)
 
-    def _moe(self, i: int, lw: LayerWeights, x: np.ndarray) -> np.ndarray:
+    def _moe(self, i: int, lw: LayerWeights, x: np.ndarray, per_token: bool) -> np.ndarray:
         cfg = self.cfg
         g = self._norm(x, lw.post_norm)
-        router_logits = self._linear(g, lw.router, lw.router_b)
+        router_logits = self._linear(g, lw.router, lw.router_b, per_token)
         experts, weights = router_topk(router_logits, cfg.n_experts_used)
         if self.expert_hook is not None:
             self.expert_hook(i, np.unique(experts), g)
-        if x.shape[0] == 1:
-            return self._moe_one(lw, g[0], experts[0], weights[0])[None, :]
+        if per_token:
+            return self._moe_tokens(lw, g, experts, weights)
         return self._moe_grouped(lw, g, experts, weights)
 
     def _activate(self, gate: np.ndarray, up: np.ndarray) -> np.ndarray:
@@ -196,22 +211,46 @@ class Transformer:
         swiglu(gate, up, self.cfg.swiglu_limit, self.cfg.swiglu_alpha, out)
         return out
 
-    def _moe_one(self, lw: LayerWeights, g: np.ndarray, experts: np.ndarray, weights: np.ndarray) -> np.ndarray:
-        """Decode path: the k routed experts of one token, each matrix in one kernel launch."""
+    def _moe_tokens(self, lw: LayerWeights, g: np.ndarray, experts: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """Decode path: the k routed experts of each token, every (token, expert) product as for the
+        token alone; with several tokens each expert's rows are read once for all tokens routed to it."""
         cfg = self.cfg
-        k = experts.size
-        xs = np.ascontiguousarray(np.broadcast_to(g, (k, cfg.hidden)))
-        gate = np.empty((k, cfg.expert_ffn), dtype=np.float32)
-        up = np.empty((k, cfg.expert_ffn), dtype=np.float32)
-        expert_matvec(lw.gate.ggml_type, lw.gate.data, experts, xs, gate, self.precision)
-        expert_matvec(lw.up.ggml_type, lw.up.data, experts, xs, up, self.precision)
-        gate += lw.gate_b[experts]
-        up += lw.up_b[experts]
+        n, k = experts.shape
+        flat = experts.reshape(-1)  # pair t * k + j: token t's j-th expert
+        if n == 1:
+            order, ids, xs = None, flat, np.ascontiguousarray(np.broadcast_to(g, (k, cfg.hidden)))
+        else:  # the pairs grouped by expert
+            order = np.argsort(flat, kind="stable")
+            ids = flat[order]
+            starts = np.concatenate(([0], np.flatnonzero(np.diff(ids)) + 1, [ids.size]))
+            xs = g[order // k]
+
+        def product(w: Matrix, x: np.ndarray, out: np.ndarray) -> None:
+            if order is None:
+                expert_matvec(w.ggml_type, w.data, ids, x, out, self.precision)
+            else:
+                grouped_matvec(w.ggml_type, w.data, ids[starts[:-1]], starts, x, out, self.precision)
+
+        gate = np.empty((n * k, cfg.expert_ffn), dtype=np.float32)
+        up = np.empty((n * k, cfg.expert_ffn), dtype=np.float32)
+        product(lw.gate, xs, gate)
+        product(lw.up, xs, up)
+        gate += lw.gate_b[ids]
+        up += lw.up_b[ids]
         y = self._activate(gate, up)
-        down = np.empty((k, cfg.hidden), dtype=np.float32)
-        expert_matvec(lw.down.ggml_type, lw.down.data, experts, y, down, self.precision)
-        down += lw.down_b[experts]
-        return weights.astype(np.float32) @ down
+        down = np.empty((n * k, cfg.hidden), dtype=np.float32)
+        product(lw.down, y, down)
+        down += lw.down_b[ids]
+        if order is not None:  # back to routing order
+            routed = np.empty_like(down)
+            routed[order] = down
+            down = routed
+        down = down.reshape(n, k, cfg.hidden)
+        w = weights.astype(np.float32)
+        out = down[:, 0] * w[:, :1]  # elementwise in routing order: no summation order left to a library
+        for j in range(1, k):
+            out += down[:, j] * w[:, j : j + 1]
+        return out
 
     def _moe_grouped(
         self, lw: LayerWeights, g: np.ndarray, experts: np.ndarray, weights: np.ndarray
@@ -235,12 +274,12 @@ class Transformer:
             out[rows] += d  # a token routes to each expert at most once
         return out
 
-    def _linear(self, x: np.ndarray, w: Matrix, bias: np.ndarray | None = None) -> np.ndarray:
-        return linear(x, w, bias, self.precision)
+    def _linear(self, x: np.ndarray, w: Matrix, bias: np.ndarray | None = None, per_token: bool = False) -> np.ndarray:
+        return linear(x, w, bias, self.precision, per_token)
 
     def _expert_linear(self, w: Matrix, e: int, x: np.ndarray) -> np.ndarray:
         return self._linear(x, Matrix(w.data[e], w.ggml_type, w.rows, w.cols))
 
-    def _logits(self, x: np.ndarray) -> np.ndarray:
+    def _logits(self, x: np.ndarray, per_token: bool = False) -> np.ndarray:
         h = self._norm(x, self.w.output_norm)
-        return self._linear(h, self.w.output)
+        return self._linear(h, self.w.output, per_token=per_token)

@@ -25,7 +25,7 @@ Modules, one job each:
     fast_vnni   the `fast` precision's MXFP4 / Q8_0 decode kernels on those products
     kernel_sets which kernel serves each type on each path and precision (one immutable set each)
     quantize    float32 rows -> Q8_0 / MXFP4 / BF16 bytes, bit-identical with gguf.quants
-    linear      public matvec / expert_matvec / matmul / matmul_t with checks and dispatch
+    linear      public matvec / matvecs / expert_matvec / grouped_matvec / matmul / matmul_t with checks and dispatch
     norms       rmsnorm
     rope        half-split rotary embedding
     attention   causal GQA attention with sinks, sliding window, ring cache
@@ -51,9 +51,11 @@ _FUNCTIONS = {
     "attention": "attention",
     "dequantize": "dequant",
     "expert_matvec": "linear",
+    "grouped_matvec": "linear",
     "kernel_path": "linear",
     "matmul": "linear",
     "matvec": "linear",
+    "matvecs": "linear",
     "rmsnorm": "norms",
     "router_topk": "moe",
     "set_kernel_path": "linear",

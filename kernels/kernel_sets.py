@@ -40,6 +40,7 @@ class KernelSet:
     matmul: Kernels  # every type: row-dot prefill, out = X @ W.T
     matmul_t: Kernels  # types with a token-lane prefill kernel on this path: outT += W @ XT
     matmul_few: Kernels  # types with a few-token product on this path: out = X @ W.T
+    grouped_matvec: Kernels  # every type: expert_matvec's products, each row read once per group of vectors
     precision: str = "exact"
 
 
@@ -70,7 +71,7 @@ def for_path(path: str, precision: str = "exact") -> KernelSet:
     # by name: the package attributes `matmul` and `matvec` are the public functions, not these modules
     from .matmul import matmul_bf16, matmul_f16, matmul_f32, matmul_mxfp4, matmul_q8_0
     from .matvec import (expert_matvec_bf16, expert_matvec_f16, expert_matvec_f32, expert_matvec_mxfp4,
-                         expert_matvec_q8_0)
+                         expert_matvec_q8_0, grouped_kernel)
 
     expert_matvec = {gt.F32: expert_matvec_f32, gt.F16: expert_matvec_f16, gt.BF16: expert_matvec_bf16,
                      gt.Q8_0: expert_matvec_q8_0, gt.MXFP4: expert_matvec_mxfp4}
@@ -90,7 +91,8 @@ def for_path(path: str, precision: str = "exact") -> KernelSet:
         from . import mxfp4_few
 
         matmul_few[gt.MXFP4] = mxfp4_few.matmul_few_mxfp4_avx512
-    return KernelSet(path, *(MappingProxyType(t) for t in (expert_matvec, matmul, matmul_t, matmul_few)))
+    grouped = {t: grouped_kernel(k) for t, k in expert_matvec.items()}
+    return KernelSet(path, *(MappingProxyType(t) for t in (expert_matvec, matmul, matmul_t, matmul_few, grouped)))
 
 
 def _fast(exact: KernelSet) -> KernelSet:
@@ -99,14 +101,17 @@ def _fast(exact: KernelSet) -> KernelSet:
 
     tables = []
     for table, columns in ((exact.expert_matvec, False), (exact.matmul, False), (exact.matmul_t, True),
-                           (exact.matmul_few, False)):
+                           (exact.matmul_few, False), (exact.grouped_matvec, False)):
         t = dict(table)
         for ggml_type in ROUNDED_TYPES & t.keys():
             t[ggml_type] = pieces.rounded(t[ggml_type], tokens_in_columns=columns)
         tables.append(t)
     if has_vnni_kernels(exact.path):
         from . import fast_vnni
+        from .matvec import grouped_kernel
 
-        tables[0][gt.MXFP4] = fast_vnni.expert_matvec_mxfp4_vnni
-        tables[0][gt.Q8_0] = fast_vnni.expert_matvec_q8_0_vnni
+        for ggml_type, kernel in ((gt.MXFP4, fast_vnni.expert_matvec_mxfp4_vnni),
+                                  (gt.Q8_0, fast_vnni.expert_matvec_q8_0_vnni)):
+            tables[0][ggml_type] = kernel
+            tables[4][ggml_type] = grouped_kernel(kernel)
     return KernelSet(exact.path, *(MappingProxyType(t) for t in tables), precision="fast")

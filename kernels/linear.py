@@ -1,4 +1,4 @@
-"""Public entry points for weight products: matvec, expert_matvec, matmul.
+"""Public entry points for weight products: matvec, expert_matvec, grouped_matvec, matvecs, matmul.
 
 Each checks its arguments (the kernels do no bounds checks), normalizes the
 arrays to one compiled signature per weight type, and dispatches on the ggml
@@ -26,10 +26,11 @@ from . import kernel_sets, simd
 from .kernel_sets import KernelSet
 from .validate import as_input, as_weight, check_output, readonly
 
-# Below this many tokens one matvec per token wins over the token-lane kernels: the token
-# lanes are padded to 8, so 2-4 tokens pay for 8, while a matvec's second and later passes
-# find the matrix in cache (measured on 20b shapes, 2 threads: MXFP4 expert 2 tokens 1.3 vs
-# 3.6 ms, 4 tokens 2.0 vs 2.9 ms; Q8_0 4096x2880 2 tokens 2.3 vs 5.2 ms, 4 tokens 4.2 vs 4.1 ms).
+# Below this many tokens the decode kernels win over the token-lane kernels: the token lanes
+# are padded to 8, so 2-4 tokens pay for 8 (measured with one matvec per token, whose second
+# and later passes found the matrix in cache, on 20b shapes, 2 threads: MXFP4 expert 2 tokens
+# 1.3 vs 3.6 ms, 4 tokens 2.0 vs 2.9 ms; Q8_0 4096x2880 2 tokens 2.3 vs 5.2 ms, 4 tokens 4.2 vs
+# 4.1 ms). They now run as grouped_matvec, which reads each row once for all the tokens.
 MATMUL_T_MIN_TOKENS = 5
 
 # MXFP4 on the AVX-512 path: below this many tokens mxfp4_few.py (rows read once, each block
@@ -98,6 +99,43 @@ def matvec(ggml_type: int, w: np.ndarray, x: np.ndarray, out: np.ndarray, precis
         active_kernels(precision).expert_matvec[ggml_type](w[None], _EXPERT0, x[None], out[None])
 
 
+def grouped_matvec(ggml_type: int, w3: np.ndarray, experts: np.ndarray, starts: np.ndarray, x: np.ndarray,
+                   out: np.ndarray, precision: str = "exact") -> None:
+    """out[p] = W[experts[g]] @ x[p] for the rows p of each group g (``starts[g] <= p < starts[g + 1]``).
+
+    Each product is the one :func:`expert_matvec` computes for that vector and matrix, bit
+    for bit, so a vector's result does not depend on the vectors beside it (batch-invariant
+    decode steps); each row of a matrix is read once per group, not once per vector.
+    w3: ``[n_experts, rows, width]``; experts: ``G`` ids; starts: ``G + 1`` offsets from 0 to ``P``;
+    x: float32 ``[P, cols]``; out: float32 ``[P, rows]``.
+    """
+    x = as_input(x, "x")
+    if x.ndim != 2:
+        raise ValueError(f"x must be [P, cols], got shape {x.shape}")
+    p, cols = x.shape
+    w3 = as_weight(ggml_type, w3, cols, min_ndim=3, max_ndim=3)
+    idx = readonly(np.ascontiguousarray(experts, dtype=np.int64).reshape(-1))
+    bounds = readonly(np.ascontiguousarray(starts, dtype=np.int64).reshape(-1))
+    if bounds.shape[0] != idx.shape[0] + 1 or bounds[0] != 0 or bounds[-1] != p or np.any(np.diff(bounds) < 0):
+        raise ValueError(f"starts must rise from 0 to {p} in {idx.shape[0] + 1} offsets")
+    if idx.shape[0] and (idx.min() < 0 or idx.max() >= w3.shape[0]):
+        raise ValueError(f"expert id out of range 0..{w3.shape[0] - 1}")
+    check_output(out, "out", (p, w3.shape[1]))
+    if p and w3.shape[1]:
+        active_kernels(precision).grouped_matvec[ggml_type](w3, idx, bounds, x, out)
+
+
+def matvecs(ggml_type: int, w: np.ndarray, x: np.ndarray, out: np.ndarray, precision: str = "exact") -> None:
+    """out[t] = W @ x[t] for each row of x, each exactly as :func:`matvec` computes it (the matrix read once).
+
+    w: ``[rows, width]``, x: ``[T, cols]``, out: ``[T, rows]``.
+    """
+    x = as_input(x, "x")
+    if x.ndim != 2:
+        raise ValueError(f"x must be [T, cols], got shape {x.shape}")
+    grouped_matvec(ggml_type, w[None], _EXPERT0, np.array([0, x.shape[0]]), x, out, precision)
+
+
 def matmul(ggml_type: int, w: np.ndarray, x: np.ndarray, out: np.ndarray, precision: str = "exact") -> None:
     """out = X @ W.T for a block of tokens (prefill). X: ``[T, cols]``, out: ``[T, rows]``.
 
@@ -116,8 +154,8 @@ def matmul(ggml_type: int, w: np.ndarray, x: np.ndarray, out: np.ndarray, precis
     lanes = kernels.matmul_t.get(ggml_type)
     if few is not None and t < MATMUL_FEW_MAX_TOKENS:
         few(w, x, out)
-    elif lanes is not None and t < MATMUL_T_MIN_TOKENS:
-        kernels.expert_matvec[ggml_type](w[None], readonly(np.zeros(t, dtype=np.int64)), x, out)
+    elif lanes is not None and t < MATMUL_T_MIN_TOKENS:  # the decode kernels, each row read once for the tokens
+        kernels.grouped_matvec[ggml_type](w[None], _EXPERT0, readonly(np.array([0, t], dtype=np.int64)), x, out)
     elif lanes is not None:  # through matmul_t: X transposed and padded in, the result back
         xt = np.zeros((x.shape[1], token_columns(t)), dtype=np.float32)
         xt[:, :t] = x.T

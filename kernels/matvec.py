@@ -1,6 +1,6 @@
 """Decode-time matrix-vector kernels: fused dequantize-and-multiply, one per type.
 
-Decode is bound by memory bandwidth (DESIGN.md section 4): each weight byte is
+Decode is bound by memory bandwidth (docs/design.md §5.8): each weight byte is
 read once, decoded in registers and multiplied straight into a 64-lane float32
 accumulator; no float copy of the matrix ever exists. All kernels have the
 expert form ``out[i] = W[experts[i]] @ x[i]`` and run one parallel launch over
@@ -191,18 +191,73 @@ def _expert_matvec(w3, experts, x, out):
         _walk(w3[experts[i]], xs[i], r0, min(rows, r0 + ROWS_PER_TASK), out[i])
 
 
+# The grouped form, for decode steps of several sequences: w3, experts: int64[G] (group g's
+# matrix), starts: int64[G + 1] (group g's vectors are rows starts[g] .. starts[g + 1] of x
+# and out), x: float32[P, cols], out: float32[P, rows]. A task's rows are each read once for
+# all vectors of its group (the weights stream once, not once per vector), and every
+# (vector, row) dot is the very one expert_matvec computes: the same row dot on the same
+# prepared vector. So a vector's result does not depend on the others (batch-invariant).
+
+
+def _row_by_row_group(w, xs, p0, p1, r0, r1, out):
+    s = _scratch(xs.shape[1])
+    for r in range(r0, r1):
+        row = _row(w, r)
+        for p in range(p0, p1):
+            out[p, r] = _dot(row, xs[p], s)
+
+
+def _row_pairs_group(w, xs, p0, p1, r0, r1, out):
+    r = r0
+    while r + 2 <= r1:
+        for p in range(p0, p1):
+            out[p, r], out[p, r + 1] = _dot2(w[r], w[r + 1], xs[p])
+        r += 2
+    if r < r1:
+        for p in range(p0, p1):
+            out[p, r] = _dot(w[r], xs[p], None)
+
+
+_walk_group = Hook("one task's rows for a group's vectors: (w, xs, p0, p1, r0, r1, out)")
+
+
+def _grouped_matvec(w3, experts, starts, x, out):
+    xs = _prepare(x)
+    rows = w3.shape[1]
+    chunks = (rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
+    for task in prange(experts.shape[0] * chunks):
+        g = task // chunks
+        r0 = (task - g * chunks) * ROWS_PER_TASK
+        _walk_group(w3[experts[g]], xs, starts[g], starts[g + 1], r0, min(rows, r0 + ROWS_PER_TASK), out)
+
+
+_GROUPED: dict[Callable, Callable] = {}
+
+
+def grouped_kernel(kernel: Callable) -> Callable:
+    """The grouped form (above) of an ``expert_matvec`` kernel made by :func:`expert_matvec_kernel`."""
+    return _GROUPED[kernel]
+
+
 def expert_matvec_kernel(name: str, dot: Callable, scratch: Callable = no_scratch, prepare: Callable = same_x,
                          dot2: Callable | None = None, row: Callable = own_row) -> Callable:
     """The parallel ``out[i] = W[experts[i]] @ x[i]`` of a row dot (two rows at a time with ``dot2``).
 
     ``row`` gives the dot its row (:func:`reaching_row`: the row and the next one, where there is one).
+    Its grouped form, with the same arithmetic, is :func:`grouped_kernel` of the result.
     """
     if dot2 is None:
-        walk = specialize(_row_by_row, f"{name}_rows", {"_dot": dot, "_scratch": scratch, "_row": row},
-                          inline="always")
+        hooks = {"_dot": dot, "_scratch": scratch, "_row": row}
+        walk = specialize(_row_by_row, f"{name}_rows", hooks, inline="always")
+        walk_group = specialize(_row_by_row_group, f"{name}_group_rows", hooks, inline="always")
     else:
-        walk = specialize(_row_pairs, f"{name}_rows", {"_dot": dot, "_dot2": dot2}, inline="always")
-    return specialize(_expert_matvec, name, {"_walk": walk, "_prepare": prepare}, parallel=True)
+        hooks = {"_dot": dot, "_dot2": dot2}
+        walk = specialize(_row_pairs, f"{name}_rows", hooks, inline="always")
+        walk_group = specialize(_row_pairs_group, f"{name}_group_rows", hooks, inline="always")
+    kernel = specialize(_expert_matvec, name, {"_walk": walk, "_prepare": prepare}, parallel=True)
+    _GROUPED[kernel] = specialize(_grouped_matvec, f"{name}_grouped", {"_walk_group": walk_group, "_prepare": prepare},
+                                  parallel=True)
+    return kernel
 
 
 expert_matvec_mxfp4 = expert_matvec_kernel("expert_matvec_mxfp4", dot_mxfp4, lanes)

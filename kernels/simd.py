@@ -2,7 +2,7 @@
 
 Plain loops decode an MXFP4 nibble by arithmetic or by a gathered table lookup,
 which leaves the kernels compute-bound at a fraction of memory bandwidth
-(DESIGN.md section 4). The lookup is really one register shuffle, which Numba
+(docs/design.md §5.4, §5.8). The lookup is really one register shuffle, which Numba
 cannot express; the intrinsics below emit it through llvmlite:
 
 * ``avx512``: the 16 packed bytes of a block are zero-extended to 16 int32

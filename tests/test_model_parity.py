@@ -148,6 +148,31 @@ def test_a_batch_of_sequences_equals_each_alone(tiny, precision):
     assert last[0].shape == want.shape and np.max(np.abs(last[0] - want)) <= bound * np.max(np.abs(want))
 
 
+def test_decode_steps_are_the_same_bits_alone_or_batched(tiny, precision):
+    """Several sequences decoding together (a server's batch) give each the logits it gets alone,
+    bit for bit, step after step: the batch-invariant decode step."""
+    model, ids, _ = tiny
+    m = load_model(model.gguf_path, threads=1, precision=precision)
+    prompts = [ids[:20], ids[40:45], ids[50:83], ids[90:91]]
+
+    def steps(batched: bool) -> list[list[np.ndarray]]:
+        caches = [m.new_cache() for _ in prompts]
+        last = [m.forward(p, c) for p, c in zip(prompts, caches)]
+        out = []
+        for _ in range(5):
+            nxt = [[int(np.argmax(v))] for v in last]
+            if batched:
+                last = m.forward_batch(list(zip(nxt, caches)))
+            else:
+                last = [m.forward(t, c) for t, c in zip(nxt, caches)]
+            out.append(last)
+        return out
+
+    for alone, together in zip(steps(False), steps(True)):
+        for a, b in zip(alone, together):
+            assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
 def test_a_batch_refuses_one_cache_twice(tiny):
     from gptoss_cli.errors import InputError
 

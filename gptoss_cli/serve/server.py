@@ -75,6 +75,8 @@ def _load(state: Any, server: Any, out: Any, err: Any) -> None:
 
     try:
         lm = open_for(o, notice)
+        if int(o.parallel) > 1:
+            lm.ensure_compiled(notice, batched=True)  # the batched decode step's kernels, before the first batch
         t0 = time.perf_counter()
         warm_up(lm.tokenizer)  # before /health says 200: no request pays the vocabulary index
         index_s = time.perf_counter() - t0
