@@ -65,7 +65,7 @@ ModelOption = typer.Option(..., *option("model").flags, help=option("model").hel
 OptionalModelOption = typer.Option(
     None, *option("model").flags, help=option("model").help, show_default=False, metavar="MODEL"
 )
-ThreadsOption = typer.Option(None, *option("threads").flags, help=help_text("threads", "run"), show_default=False)
+ThreadsOption = typer.Option(None, *option("threads").flags, help=help_text("threads", "run"), show_default=False, metavar="N")
 
 
 def _version_callback(value: bool) -> None:
@@ -164,7 +164,7 @@ def pull_cmd(
         False, "--offline", help="Refuse to use the network (also GPTOSS_OFFLINE=1)."
     ),
     sha256: Optional[str] = typer.Option(
-        None, "--sha256", help="Expected sha256 of the file (for a URL, or to override models.toml)."
+        None, "--sha256", metavar="HEX", help="Expected sha256 of the file (for a URL, or to override models.toml)."
     ),
 ) -> None:
     """Download a model into the models directory (resumable, sha256-verified when the digest is known)."""
@@ -233,14 +233,16 @@ def serve_cmd(opts=None) -> None:
 def bench_cmd(
     model: Optional[str] = OptionalModelOption,
     synthetic: Optional[str] = typer.Option(
-        None, "--synthetic", help="Benchmark a random-weight model of a real shape instead: 20b or 120b (written once, cached)."
+        None, "--synthetic", metavar="SHAPE", help="Benchmark a random-weight model of a real shape instead: 20b or 120b (written once, cached)."
     ),
-    layers: Optional[int] = typer.Option(None, "--layers", help="With --synthetic: cut the model to this many layers."),
-    pp: int = typer.Option(512, "--pp", help="Prompt tokens to process."),
-    tg: int = typer.Option(128, "--tg", help="Tokens to generate."),
+    layers: Optional[int] = typer.Option(None, "--layers", metavar="N", help="With --synthetic: cut the model to this many layers."),
+    pp: int = typer.Option(512, "--pp", metavar="N", show_default=False, help="Prompt tokens to process. (default: 512)"),
+    tg: int = typer.Option(128, "--tg", metavar="N", show_default=False, help="Tokens to generate. (default: 128)"),
     threads: Optional[int] = ThreadsOption,
-    reps: int = typer.Option(3, "--reps", help="Repetitions (mean ± sd)."),
-    ctx_depth: int = typer.Option(0, "--ctx-depth", help="Fill the KV cache with this many tokens first."),
+    reps: int = typer.Option(3, "--reps", metavar="N", show_default=False, help="Repetitions (mean ± sd). (default: 3)"),
+    ctx_depth: int = typer.Option(
+        0, "--ctx-depth", metavar="N", show_default=False, help="Fill the KV cache with this many tokens first. (default: 0)"
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print JSON."),
     as_md: bool = typer.Option(False, "--md", help="Print a Markdown table (the default)."),
     as_csv: bool = typer.Option(False, "--csv", help="Print CSV."),
@@ -248,11 +250,11 @@ def bench_cmd(
         False, "--vs-llama-cpp", help="Also run llama.cpp (llama-cpp-python) on the same file and threads; report ratios."
     ),
     llama_python: Optional[str] = typer.Option(
-        None, "--llama-python", help="Python interpreter that has llama-cpp-python (default: this one)."
+        None, "--llama-python", metavar="PATH", help="Python interpreter that has llama-cpp-python (default: this one)."
     ),
     rounds: int = typer.Option(
-        1, "--rounds", help="Run everything this many times; with --vs-llama-cpp alternating the engines' order "
-        "(AB BA ...) and reporting each round's ratio and the median."
+        1, "--rounds", metavar="N", show_default=False, help="Run everything this many times; with --vs-llama-cpp "
+        "alternating the engines' order (AB BA ...) and reporting each round's ratio and the median. (default: 1)"
     ),
     split_max_size: Optional[str] = typer.Option(
         None, "--split-max-size", metavar="SIZE", help="With --synthetic: write the model as shards of at most SIZE "
@@ -266,7 +268,7 @@ def bench_cmd(
         "schema's mask, side by side (alternating, --reps times), and the mask's own cost; prints JSON.",
     ),
     precision: str = typer.Option(
-        "fast", "--precision", metavar="MODE", help=help_text("precision", "run"),
+        "fast", "--precision", metavar="MODE", show_default=False, help=help_text("precision", "run"),
     ),
 ) -> None:
     """Measure prompt processing and generation speed, load time and peak memory (like llama-bench).

@@ -58,6 +58,20 @@ def test_help_and_version_are_light():
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, timeout=60)
 
 
+def test_option_help_names_values_not_types():
+    """Every option's placeholder says what the value is (N, FILE, SIZE, ...), never a type like <int>
+    (a list of choices, <a|b>, is fine), and no option states its default twice."""
+    import re
+
+    for command in ("run", "chat", "serve", "bench", "convert", "quantize", "tokenize", "models", "pull"):
+        text = run(command, "--help").stdout.decode()
+        options = [line for line in text.splitlines() if re.match(r"\s+(-\w, )?--", line)]
+        assert options, command
+        for line in options:
+            assert not re.search(r"<(int|str|float|bool|text|integer)>", line, re.I), (command, line)
+        assert not re.search(r"\(default: [^)]*\)\s+\[default:", " ".join(text.split())), command
+
+
 def test_tokenize(o200k_gguf, tiktoken_oracle):
     text = "Hello, world! Привет 😶‍🌫️ <|start|>"
     p = run("tokenize", "-m", o200k_gguf, text)
