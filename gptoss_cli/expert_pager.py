@@ -302,12 +302,13 @@ class ExpertPager:
 
 
 def pager_for(
-    model_file: Any, cfg: Any, weights: Any, context: int, mem_budget: str | int | None
+    model_file: Any, cfg: Any, weights: Any, context: int, mem_budget: str | int | None, sequences: int = 1
 ) -> tuple[Any, "ExpertPager | None"]:
     """(the BudgetPlan, a pager or None): a pager only where the model could outgrow the budget.
 
     mem_budget: a size ("16G") or bytes, or None for the default (available memory minus a
-    margin). OptionError when the budget is impossible.
+    margin); sequences: the KV caches at full context it must hold (a server's slots).
+    OptionError when the budget is impossible.
     """
     from .gguf_split import byte_maps
     from .memory_budget import default_budget, parse_budget, plan_budget, rss_bytes
@@ -326,7 +327,7 @@ def pager_for(
 
     plan = plan_budget(
         budget, chosen, rss=rss_bytes(), dense_bytes=dense,
-        needed=sum(int(m.nbytes) for m in maps) + _kv_bytes(cfg, context),
+        needed=sum(int(m.nbytes) for m in maps) + sequences * _kv_bytes(cfg, context),
         slot_bytes=slot, min_slots=min(cfg.n_experts, cfg.n_experts_used * PREFILL_CHUNK),
     )
     if not plan.paging:

@@ -56,6 +56,12 @@ def _checked_threads(threads: int | None) -> int:
     return threads
 
 
+def _checked_sequences(sequences: int) -> int:
+    if not isinstance(sequences, int) or sequences < 1:
+        raise ValueError(f"sequences must be a positive int, got {sequences!r}")
+    return sequences
+
+
 def _checked_context(context: int | None, trained: int) -> int:
     if context is None:
         return trained
@@ -257,6 +263,7 @@ def load_model(
     marker_dir: str | Path | None = None,
     mem_budget: str | int | None = None,
     precision: str = "fast",
+    sequences: int = 1,
 ) -> LoadedModel:
     """Open a gpt-oss GGUF given by path, model name or alias (None: the default model).
 
@@ -272,6 +279,8 @@ def load_model(
     precision: "fast" (the default: the MXFP4 and Q8_0 products take activations
     rounded to two 8-bit pieces per block, about 1e-4 of the logits' spread) or
     "exact" (float32 activations throughout); docs/design.md §2.8.
+    sequences: how many KV caches at full context the memory budget keeps room for
+    (a server's --parallel slots; one conversation holds one).
     """
     from .model_names import resolve_model
 
@@ -294,7 +303,7 @@ def load_model(
             weights_ = read_weights(gguf, config)
             from .expert_pager import pager_for
 
-            budget, pager = pager_for(gguf, config, weights_, ctx, mem_budget)
+            budget, pager = pager_for(gguf, config, weights_, ctx, mem_budget, sequences=_checked_sequences(sequences))
             lm = LoadedModel(
                 path, gguf, config=config, weights=weights_, threads=n_threads, context=ctx,
                 vocab_dir=cache_dir, prompt_cache_dir=cache_dir, notice=notice, pager=pager, budget=budget,

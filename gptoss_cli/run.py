@@ -28,7 +28,8 @@ EXIT_INTERRUPTED = 130
 def open_for(o: Any, notice: Callable[[str], None] | None = None):
     """Load the model of resolved settings, compiled and with its tokenizer: a LoadedModel.
 
-    Shared by `run` and `chat`; the loader's threads / context refusals name their flags.
+    Shared by `run`, `chat` and `serve` (whose --parallel slots each hold a KV cache the
+    memory budget counts); the loader's threads / context refusals name their flags.
     The caller closes the model.
     """
     from .loader import load_model
@@ -37,7 +38,7 @@ def open_for(o: Any, notice: Callable[[str], None] | None = None):
         return load_model(
             o.model, threads=o.threads, context=o.ctx_size, prompt_cache=bool(o.prompt_cache),
             warm_up=True, notice=notice, mem_budget=o.mem_budget,
-            precision=str(getattr(o, "precision", None) or "fast"),
+            precision=str(getattr(o, "precision", None) or "fast"), sequences=int(getattr(o, "parallel", None) or 1),
         )
     except OptionError as e:
         if e.option is None:

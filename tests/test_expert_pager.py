@@ -309,6 +309,18 @@ def test_the_loader_pages_only_a_model_that_could_outgrow_the_budget(lm, monkeyp
         paged.close()
 
 
+def test_the_budget_holds_a_kv_cache_per_sequence(lm):
+    """A server's --parallel slots each hold a KV cache: the budget counts every one."""
+    one = load_model(lm.path, threads=1, mem_budget="1T", context=512)
+    three = load_model(lm.path, threads=1, mem_budget="1T", context=512, sequences=3)
+    try:
+        kv = three.budget.needed - one.budget.needed
+        assert kv > 0 and kv == 2 * (one.budget.needed - sum(m.nbytes for m in byte_maps(one.gguf)))
+    finally:
+        one.close()
+        three.close()
+
+
 def test_weights_outside_a_file_map_are_refused(lm):
     """MADV_DONTNEED on anonymous memory would zero it: only a file's pages may be released."""
     with pytest.raises(ValueError, match="file maps"):
