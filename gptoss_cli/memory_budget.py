@@ -112,7 +112,7 @@ class BudgetPlan:
     budget: int
     chosen: str  # "--mem-budget", or how the default was found
     base: int  # resident when the plan was made, plus the dense weights still to be mapped
-    needed: int  # the whole file plus the KV cache at full context: what plain maps could grow to
+    needed: int  # the whole file plus the KV caches at full context: what plain maps could grow to
     slot_bytes: int  # one expert (its three matrices), in whole pages
     min_slots: int  # experts one layer can need at once (a full prompt chunk)
     slack: int
