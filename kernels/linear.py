@@ -66,6 +66,21 @@ def set_kernel_path(path: str) -> str:
 _EXPERT0 = readonly(np.zeros(1, dtype=np.int64))
 
 
+def _vectors_and_experts(ggml_type: int, x: np.ndarray, w3: np.ndarray, rows: str) -> tuple[np.ndarray, np.ndarray]:
+    """x checked as float32 ``[rows, cols]`` and w3 as stacked expert weights of that width."""
+    x = as_input(x, "x")
+    if x.ndim != 2:
+        raise ValueError(f"x must be [{rows}, cols], got shape {x.shape}")
+    return x, as_weight(ggml_type, w3, x.shape[1], min_ndim=3, max_ndim=3)
+
+
+def _expert_ids(experts: np.ndarray, n_experts: int) -> np.ndarray:
+    idx = readonly(np.ascontiguousarray(experts, dtype=np.int64).reshape(-1))
+    if idx.shape[0] and (idx.min() < 0 or idx.max() >= n_experts):
+        raise ValueError(f"expert id out of range 0..{n_experts - 1}")
+    return idx
+
+
 def expert_matvec(ggml_type: int, w3: np.ndarray, experts: np.ndarray, x: np.ndarray, out: np.ndarray,
                   precision: str = "exact") -> None:
     """out[i] = W[experts[i]] @ x[i] for every i, in one parallel launch.
@@ -73,16 +88,11 @@ def expert_matvec(ggml_type: int, w3: np.ndarray, experts: np.ndarray, x: np.nda
     w3: stacked expert weights ``[n_experts, rows, width]`` in storage form;
     experts: ``k`` expert ids; x: float32 ``[k, cols]``; out: float32 ``[k, rows]``.
     """
-    x = as_input(x, "x")
-    if x.ndim != 2:
-        raise ValueError(f"x must be [k, cols], got shape {x.shape}")
-    k, cols = x.shape
-    w3 = as_weight(ggml_type, w3, cols, min_ndim=3, max_ndim=3)
-    idx = readonly(np.ascontiguousarray(experts, dtype=np.int64).reshape(-1))
+    x, w3 = _vectors_and_experts(ggml_type, x, w3, "k")
+    k = x.shape[0]
+    idx = _expert_ids(experts, w3.shape[0])
     if idx.shape[0] != k:
         raise ValueError(f"{idx.shape[0]} expert ids for {k} input rows")
-    if k and (idx.min() < 0 or idx.max() >= w3.shape[0]):
-        raise ValueError(f"expert id out of range 0..{w3.shape[0] - 1}")
     check_output(out, "out", (k, w3.shape[1]))
     if k and w3.shape[1]:
         active_kernels(precision).expert_matvec[ggml_type](w3, idx, x, out)
@@ -109,17 +119,12 @@ def grouped_matvec(ggml_type: int, w3: np.ndarray, experts: np.ndarray, starts: 
     w3: ``[n_experts, rows, width]``; experts: ``G`` ids; starts: ``G + 1`` offsets from 0 to ``P``;
     x: float32 ``[P, cols]``; out: float32 ``[P, rows]``.
     """
-    x = as_input(x, "x")
-    if x.ndim != 2:
-        raise ValueError(f"x must be [P, cols], got shape {x.shape}")
-    p, cols = x.shape
-    w3 = as_weight(ggml_type, w3, cols, min_ndim=3, max_ndim=3)
-    idx = readonly(np.ascontiguousarray(experts, dtype=np.int64).reshape(-1))
+    x, w3 = _vectors_and_experts(ggml_type, x, w3, "P")
+    p = x.shape[0]
+    idx = _expert_ids(experts, w3.shape[0])
     bounds = readonly(np.ascontiguousarray(starts, dtype=np.int64).reshape(-1))
     if bounds.shape[0] != idx.shape[0] + 1 or bounds[0] != 0 or bounds[-1] != p or np.any(np.diff(bounds) < 0):
         raise ValueError(f"starts must rise from 0 to {p} in {idx.shape[0] + 1} offsets")
-    if idx.shape[0] and (idx.min() < 0 or idx.max() >= w3.shape[0]):
-        raise ValueError(f"expert id out of range 0..{w3.shape[0] - 1}")
     check_output(out, "out", (p, w3.shape[1]))
     if p and w3.shape[1]:
         active_kernels(precision).grouped_matvec[ggml_type](w3, idx, bounds, x, out)

@@ -181,14 +181,21 @@ def _row_pairs(w, x, r0, r1, out):
         out[r] = _dot(w[r], x, None)
 
 
+@njit(cache=True, inline="always")
+def _task_rows(task, chunks, rows):
+    """Task `task` of `chunks` per matrix: (its matrix's index, its first row, one past its last)."""
+    i = task // chunks
+    r0 = (task - i * chunks) * ROWS_PER_TASK
+    return i, r0, min(rows, r0 + ROWS_PER_TASK)
+
+
 def _expert_matvec(w3, experts, x, out):
     xs = _prepare(x)
     rows = w3.shape[1]
     chunks = (rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
     for task in prange(experts.shape[0] * chunks):
-        i = task // chunks
-        r0 = (task - i * chunks) * ROWS_PER_TASK
-        _walk(w3[experts[i]], xs[i], r0, min(rows, r0 + ROWS_PER_TASK), out[i])
+        i, r0, r1 = _task_rows(task, chunks, rows)
+        _walk(w3[experts[i]], xs[i], r0, r1, out[i])
 
 
 # The grouped form, for decode steps of several sequences: w3, experts: int64[G] (group g's
@@ -226,9 +233,8 @@ def _grouped_matvec(w3, experts, starts, x, out):
     rows = w3.shape[1]
     chunks = (rows + ROWS_PER_TASK - 1) // ROWS_PER_TASK
     for task in prange(experts.shape[0] * chunks):
-        g = task // chunks
-        r0 = (task - g * chunks) * ROWS_PER_TASK
-        _walk_group(w3[experts[g]], xs, starts[g], starts[g + 1], r0, min(rows, r0 + ROWS_PER_TASK), out)
+        g, r0, r1 = _task_rows(task, chunks, rows)
+        _walk_group(w3[experts[g]], xs, starts[g], starts[g + 1], r0, r1, out)
 
 
 _GROUPED: dict[Callable, Callable] = {}
