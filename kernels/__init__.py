@@ -23,6 +23,8 @@ Modules, one job each:
     pieces      the `fast` precision's activations: two 8-bit pieces per 32-value block (and their float form)
     simd_vnni   the `fast` precision's integer group products (AVX-512 VNNI / VBMI intrinsics)
     fast_vnni   the `fast` precision's MXFP4 / Q8_0 decode kernels on those products
+    simd_i16    the `fast` precision's integer block products on AVX2 (16-bit activations, vpmaddwd)
+    fast_avx2   the `fast` precision's MXFP4 / Q8_0 decode kernels on AVX2
     kernel_sets which kernel serves each type on each path and precision (one immutable set each)
     quantize    float32 rows -> Q8_0 / MXFP4 / BF16 bytes, bit-identical with gguf.quants
     linear      public matvec / matvecs / expert_matvec / grouped_matvec / matmul / matmul_t with checks and dispatch

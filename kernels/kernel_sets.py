@@ -7,9 +7,9 @@ only when its set is first built, so a CPU never compiles code it cannot run.
 
 Precisions (docs/design.md §2.8): ``exact`` multiplies float32 activations;
 ``fast`` multiplies the MXFP4 and Q8_0 weights by activations rounded to two 8-bit
-pieces per 32-value block (pieces.py), with AVX-512 VNNI integer kernels for decode
-where the CPU has them (``avx512vnni`` and ``avx512vbmi``: fast_vnni.py) and the exact
-float kernels fed the rounded values everywhere else. Other weight types are
+pieces per 32-value block (pieces.py), with integer kernels for decode where the CPU
+has them (AVX-512 ``avx512vnni`` and ``avx512vbmi``: fast_vnni.py; AVX2 on the ``ssse3``
+path: fast_avx2.py) and the exact float kernels fed the rounded values everywhere else. Other weight types are
 multiplied exactly in both.
 """
 
@@ -47,6 +47,12 @@ class KernelSet:
 def available_paths() -> list[str]:
     """The paths this CPU runs, fastest first ('portable' always)."""
     return simd.supported_isas(simd.target_features())
+
+
+def has_avx2_int_kernels(path: str, features: dict[str, bool] | None = None) -> bool:
+    """Whether ``fast`` decodes with the 16-bit integer kernels of fast_avx2.py on ``path`` on this CPU."""
+    f = simd.target_features() if features is None else features
+    return path == "ssse3" and bool(f.get("avx2"))
 
 
 def has_vnni_kernels(path: str, features: dict[str, bool] | None = None) -> bool:
@@ -106,12 +112,19 @@ def _fast(exact: KernelSet) -> KernelSet:
         for ggml_type in ROUNDED_TYPES & t.keys():
             t[ggml_type] = pieces.rounded(t[ggml_type], tokens_in_columns=columns)
         tables.append(t)
+    integer = None
     if has_vnni_kernels(exact.path):
         from . import fast_vnni
+
+        integer = {gt.MXFP4: fast_vnni.expert_matvec_mxfp4_vnni, gt.Q8_0: fast_vnni.expert_matvec_q8_0_vnni}
+    elif has_avx2_int_kernels(exact.path):
+        from . import fast_avx2
+
+        integer = {gt.MXFP4: fast_avx2.expert_matvec_mxfp4_avx2, gt.Q8_0: fast_avx2.expert_matvec_q8_0_avx2}
+    if integer is not None:
         from .matvec import grouped_kernel
 
-        for ggml_type, kernel in ((gt.MXFP4, fast_vnni.expert_matvec_mxfp4_vnni),
-                                  (gt.Q8_0, fast_vnni.expert_matvec_q8_0_vnni)):
+        for ggml_type, kernel in integer.items():
             tables[0][ggml_type] = kernel
             tables[4][ggml_type] = grouped_kernel(kernel)
     return KernelSet(exact.path, *(MappingProxyType(t) for t in tables), precision="fast")

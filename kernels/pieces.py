@@ -19,7 +19,9 @@ Three forms of the same rounding, so that every kernel of the precision multipli
 the same numbers:
 
 * :func:`split_mxfp4` / :func:`split_q8_0`: the pieces laid out for the integer
-  group products of ``simd_vnni`` (decode);
+  group products of ``simd_vnni`` (decode), and :func:`split16_mxfp4` /
+  :func:`split16_q8_0`: the same pieces as one 16-bit integer each for those of
+  ``simd_i16`` (AVX2 decode);
 * :func:`rounded_rows` / :func:`rounded_cols`: the rounded values as float32, for the
   float kernels (``X`` with tokens in rows, ``XT`` with tokens in columns), and
   :func:`rounded`, an exact kernel fed them: the precision's products wherever there
@@ -184,6 +186,36 @@ split_mxfp4 = specialize(_split, "split_mxfp4", {"_BLOCKS": MX_GROUP_BLOCKS, "_B
 #: x [k, cols] float32 -> uint8 [k, groups * 256]: the Q8_0 layout above.
 split_q8_0 = specialize(_split, "split_q8_0", {"_BLOCKS": Q8_GROUP_BLOCKS, "_BYTES": Q8_GROUP_BYTES, "_RUN": 32,
                                                "_P1": 64, "_OFFSET": Q8_OFFSET, "_DIVISOR": 256.0})
+
+
+def _split16(x):
+    k, cols = x.shape
+    nb = cols // 32
+    group = 68 * _BLOCKS  # bytes: _BLOCKS x 32 int16 values, then _BLOCKS float32 S
+    out = np.zeros((k, _group_count(cols, _BLOCKS) * group), np.uint8)
+    q0, q1 = np.empty(cols, np.int8), np.empty(cols, np.int8)
+    t, scales = np.empty(cols, np.int32), np.empty(nb, np.float32)
+    for i in range(k):
+        row = out[i]
+        if _same_as_previous(x, i):
+            row[:] = out[i - 1]
+            continue
+        _row_pieces(x[i], scales, q0, q1, t)
+        values, floats = row.view(np.int16), row.view(np.float32)
+        for b in range(nb):
+            g, bb = b // _BLOCKS, b % _BLOCKS
+            o = g * (group // 2) + 32 * bb
+            for j in range(32):
+                values[o + j] = np.int16(t[b * 32 + j])
+            floats[g * (group // 4) + 16 * _BLOCKS + bb] = scales[b] / np.float32(_DIVISOR)
+    return out
+
+
+#: x [k, cols] float32 -> uint8 [k, groups * 136]: for the AVX2 products of simd_i16.py, each MXFP4 group of
+#: 2 blocks as their 64 values t = 256 p0 + p1 (int16, element order), then S = s / 512 of each block.
+split16_mxfp4 = specialize(_split16, "split16_mxfp4", {"_BLOCKS": 2, "_DIVISOR": 512.0})
+#: x [k, cols] float32 -> uint8 [k, blocks * 68]: the same for Q8_0, one block per group, S = s / 256.
+split16_q8_0 = specialize(_split16, "split16_q8_0", {"_BLOCKS": 1, "_DIVISOR": 256.0})
 
 
 @njit(cache=True)

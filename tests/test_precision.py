@@ -79,15 +79,16 @@ def test_rounding_is_a_16_bit_grid_per_block_and_idempotent():
     assert np.array_equal(grid, np.round(grid))
 
 
-def test_a_nan_or_infinity_stays_in_its_block():
+def test_a_nan_or_infinity_stays_in_its_block(kernel_path):
     x = np.ones((1, 128), np.float32)
     x[0, 5], x[0, 70] = np.nan, np.inf
     r = pieces.rounded_rows(x)
     assert np.isnan(r[0, 5]) and np.isinf(r[0, 70]) and np.all(np.isfinite(np.delete(r[0], [5, 70])))
     out = np.empty((1, 4), np.float32)
-    raw, _ = weights(np.random.default_rng(1), "q8_0", (4,), 128)
-    gk.matvec(gt.Q8_0, raw, x[0], out[0], "fast")
-    assert np.all(np.isnan(out))
+    for type_name, ggml_type in (("q8_0", gt.Q8_0), ("mxfp4", gt.MXFP4)):
+        raw, _ = weights(np.random.default_rng(1), type_name, (4,), 128)
+        gk.matvec(ggml_type, raw, x[0], out[0], "fast")
+        assert np.all(np.isnan(out)), (kernel_path, type_name)
 
 
 @pytest.mark.parametrize("type_name", ["mxfp4", "q8_0"])
@@ -124,7 +125,7 @@ def test_the_fast_sets_round_mxfp4_and_q8_0_only():
         exact, fast = kernel_sets.for_path(path), kernel_sets.for_path(path, "fast")
         assert (exact.precision, fast.precision) == ("exact", "fast")
         assert kernel_sets.for_path(path, "fast") is fast
-        for table in ("expert_matvec", "matmul", "matmul_t", "matmul_few"):
+        for table in ("expert_matvec", "matmul", "matmul_t", "matmul_few", "grouped_matvec"):
             e, f = getattr(exact, table), getattr(fast, table)
             assert e.keys() == f.keys()
             for t in e:
@@ -133,13 +134,18 @@ def test_the_fast_sets_round_mxfp4_and_q8_0_only():
         kernel_sets.for_path(PATHS[0], "half")
 
 
-def test_integer_kernels_where_the_cpu_has_vnni():
+def test_integer_kernels_where_the_cpu_has_vnni_or_avx2():
     features = simd.target_features()
     vnni = all(features.get(f) for f in ("avx512bw", "avx512vnni", "avx512vbmi"))
     for path in PATHS:
         fast = kernel_sets.for_path(path, "fast")
-        uses = not hasattr(fast.expert_matvec[gt.MXFP4], "exact_kernel")
-        assert uses == (vnni and path == "avx512")
+        for ggml_type in (gt.MXFP4, gt.Q8_0):
+            uses = not hasattr(fast.expert_matvec[ggml_type], "exact_kernel")
+            assert uses == ((vnni and path == "avx512") or (bool(features.get("avx2")) and path == "ssse3"))
+            assert uses == (not hasattr(fast.grouped_matvec[ggml_type], "exact_kernel"))
+    assert kernel_sets.has_avx2_int_kernels("ssse3", {"avx2": True})
+    assert not kernel_sets.has_avx2_int_kernels("ssse3", {"ssse3": True})
+    assert not kernel_sets.has_avx2_int_kernels("avx512", {"avx2": True})
     assert not kernel_sets.has_vnni_kernels("avx512", {"avx512f": True, "avx512bw": True})
     assert kernel_sets.has_vnni_kernels("avx512", {"avx512bw": True, "avx512vnni": True, "avx512vbmi": True})
     assert not kernel_sets.has_vnni_kernels("ssse3", {"avx512bw": True, "avx512vnni": True, "avx512vbmi": True})
