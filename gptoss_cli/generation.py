@@ -207,17 +207,27 @@ class Generator:
             return p
         return 0
 
-    def _feed_prompt(self, prompt: list[int], reuse: int, points: list[int], save: bool = True) -> np.ndarray:
+    def _feed_prompt(
+        self, prompt: list[int], reuse: int, points: list[int], save: bool = True
+    ) -> Iterator[None]:
         """Feed prompt[reuse:], stopping at the save points (for a cache with snapshots, the
         same split whether or not anything is saved, so results never depend on the cache);
         saves new snapshots when `save` (a prompt started fresh or from disk: a chat's later
-        turns continue the cache in memory and would only fill the directory)."""
+        turns continue the cache in memory and would only fill the directory).
+
+        A generator: it yields after each forward pass of at most the model's prefill chunk
+        (its `prefill_chunk`; the pieces the model would cut the same tokens into anyway, so
+        the arithmetic does not change) and returns the last token's logits."""
         pc = self.prompt_cache if save else None
+        piece = getattr(self.model, "prefill_chunk", None)
         start, logits = reuse, None
         for p in points + [len(prompt)]:
             if p <= start:
                 continue
-            logits = self.advance(prompt[start:p])
+            step = piece or p - start
+            for a in range(start, p, step):
+                logits = self.advance(prompt[a : min(p, a + step)])
+                yield
             start = p
             if pc is not None and p < len(prompt) and not pc.has(prompt[:p]):
                 snap = self.cache.snapshot(pc.max_entry_bytes)
@@ -235,6 +245,11 @@ class Generator:
         not computed again, and the seconds spent restoring a snapshot from
         disk. Afterwards the next turn can roll back here.
         """
+        return drain(self.prefill_steps(prompt))
+
+    def prefill_steps(self, prompt: list[int]) -> Iterator[None]:
+        """`prefill` one forward pass at a time: yields after each, returns what prefill returns
+        (a server runs other requests' decode steps in between)."""
         reuse = self._reusable(prompt)
         in_memory = reuse > 0
         points = self._save_points(prompt)
@@ -244,7 +259,7 @@ class Generator:
             t0 = time.perf_counter()
             reuse = self._load_saved(prompt, points)
             restore_s = time.perf_counter() - t0
-        logits = self._feed_prompt(prompt, reuse, points, save=not in_memory)
+        logits = yield from self._feed_prompt(prompt, reuse, points, save=not in_memory)
         self._remember_prompt()
         return logits, reuse, restore_s
 
@@ -287,6 +302,15 @@ class Generator:
             sampling = SamplingParams()
         sampler = sampling if isinstance(sampling, Sampler) else Sampler(sampling)
         return Generation(self, prompt, sampler, max_tokens, role, constraint)
+
+
+def drain(steps: Iterator[None]) -> Any:
+    """Run a stepwise computation (prefill_steps, start_steps) to its end; what it returns."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 
 def advance_together(steps: Sequence[tuple[Generator, list[int]]]) -> list[np.ndarray]:
@@ -408,11 +432,15 @@ class Generation:
         With `accept` this is the loop one step at a time, for a scheduler that
         advances many generations in one forward pass (iterate instead for one).
         """
+        return drain(self.start_steps())
+
+    def start_steps(self) -> Iterator[None]:
+        """`start` one forward pass of the prompt at a time: yields after each, returns what start returns."""
         gen = self.generator
         r = self._partial
         self._history = [t for t in self.prompt if not gen.tokenizer.is_special(t)]
         self._t0 = time.perf_counter()
-        logits, reuse, r.restore_s = gen.prefill(self.prompt)
+        logits, reuse, r.restore_s = yield from gen.prefill_steps(self.prompt)
         t1 = time.perf_counter()
         r.prompt_s = t1 - self._t0
         r.cached_tokens = reuse

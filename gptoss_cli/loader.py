@@ -198,6 +198,14 @@ class LoadedModel:
         self._apply_threads()
         return self.model.forward(tokens, cache, all_logits=all_logits)
 
+    @property
+    def prefill_chunk(self) -> int:
+        """Prompt tokens per forward pass (the model's chunk): a prompt fed in pieces of this size
+        computes exactly what it computes in one call."""
+        from .model import PREFILL_CHUNK
+
+        return PREFILL_CHUNK
+
     def forward_batch(self, seqs, all_logits: bool = False) -> list[np.ndarray]:
         """Advance several sequences, each over its own cache, in one pass (see Transformer.forward_batch)."""
         self._apply_threads()

@@ -173,6 +173,18 @@ def test_decode_steps_are_the_same_bits_alone_or_batched(tiny, precision):
             assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
 
 
+def test_a_prompt_fed_in_prefill_chunks_is_the_same_bits_as_one_call(tiny, precision):
+    """A server feeds a long prompt one model chunk per step (prefill_chunk): nothing changes."""
+    model, ids, _ = tiny
+    m = load_model(model.gguf_path, threads=1, precision=precision)
+    assert len(ids) > m.prefill_chunk
+    whole = m.forward(ids, m.new_cache())
+    cache = m.new_cache()
+    for a in range(0, len(ids), m.prefill_chunk):
+        pieces = m.forward(ids[a : a + m.prefill_chunk], cache)
+    assert np.array_equal(whole.view(np.uint32), pieces.view(np.uint32))
+
+
 def test_a_batch_refuses_one_cache_twice(tiny):
     from gptoss_cli.errors import InputError
 

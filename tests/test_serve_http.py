@@ -436,6 +436,41 @@ def test_concurrent_requests_batch_and_all_answer(harmony_encoding):
         s.close()
 
 
+def test_a_long_prompt_is_processed_between_the_others_decode_steps(harmony_encoding):
+    """A new request's prompt runs one chunk per scheduler step: a request already decoding gets a
+    token after each chunk instead of waiting for the whole prompt."""
+    s = InProcessServer(harmony_encoding, parallel=2, max_queue=4, delay=0.002)
+    model = s.model
+    model.prefill_chunk = 16  # the Generator feeds prompts in pieces of this many tokens
+    calls: list[tuple[int, int]] = []  # (tokens fed, which cache) of every forward call, in order
+    forward = model.forward
+
+    def logged(ids, cache, all_logits=False):
+        calls.append((len(ids), id(cache)))
+        return forward(ids, cache, all_logits)
+
+    model.forward = logged
+    try:
+        client = s.client()
+        got: dict = {}
+        first = threading.Thread(target=lambda: got.__setitem__("long", _chat(client, "long", max_tokens=300)))
+        first.start()
+        while sum(n == 1 for n, _ in calls) < 5:  # the first request is decoding
+            time.sleep(0.01)
+        question = "hello " + "and more words " * 60  # about 200 prompt tokens: 13 chunks
+        got["hello"] = _chat(client, question)
+        first.join()
+        assert got["hello"].choices[0].message.content == "Hello there!"
+        assert got["long"].choices[0].finish_reason == "length"
+        decoding = next(i for i, (n, _) in enumerate(calls) if n == 1)  # the first request's first token
+        long_cache = calls[decoding][1]
+        chunks = [i for i, (n, c) in enumerate(calls) if i > decoding and n == 16 and c != long_cache]
+        between = [c for n, c in calls[chunks[0] : chunks[-1]] if n == 1 and c == long_cache]
+        assert len(chunks) >= 10 and len(between) >= len(chunks) - 1, calls
+    finally:
+        s.close()
+
+
 def _agent_loop(client) -> list[int]:
     """5 tool round trips and the answer; the prompt tokens each request computed."""
     messages = [{"role": "system", "content": "You are an agent."},

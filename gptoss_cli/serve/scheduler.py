@@ -6,15 +6,19 @@ pool they do not lock). The HTTP side only submits Jobs and reads what
 their Consumer passes on. Each step of the loop:
 
 1. waiting jobs take free slots (the slot whose cache shares the longest
-   prefix of the prompt, gptoss_cli.serve.slots) and their prompts are
-   processed (Generation.start);
-2. every active job samples its next token from its logits
+   prefix of the prompt, gptoss_cli.serve.slots) and join the prompts being
+   processed;
+2. the first of those prompts goes one forward pass further (one chunk of
+   the model's prefill, Generation.start_steps); when it is done its job is
+   active. So a long prompt delays the running requests by one chunk per
+   token, not by the whole prompt, and computes exactly what it would alone;
+3. every active job samples its next token from its logits
    (Generation.accept) and hands the events to its consumer; a job whose
    client went away or whose consumer saw a stop string ends here;
-3. the tokens of every job still running go through the model in ONE
+4. the tokens of every job still running go through the model in ONE
    forward pass (advance_together -> forward_batch).
 
-A cancelled job therefore stops within one token. Jobs past --parallel wait
+A cancelled job therefore stops within one token (or one prompt chunk). Jobs past --parallel wait
 in a bounded queue; past --max-queue, submit refuses with 429.
 """
 
@@ -25,7 +29,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Protocol, Sequence
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 import numpy as np
 
@@ -89,6 +93,16 @@ class Job:
 
 
 @dataclass
+class _Prompt:
+    """A job whose prompt is being processed, one forward pass per scheduler step."""
+
+    job: Job
+    slot: Slot
+    generation: Generation
+    steps: Iterator[None]
+
+
+@dataclass
 class _Active:
     job: Job
     slot: Slot
@@ -120,6 +134,7 @@ class Scheduler:
         self.metrics.slots = parallel
         self._queue: deque[Job] = deque()
         self._active: list[_Active] = []
+        self._prompts: deque[_Prompt] = deque()  # prompts being processed, first come first
         self._cond = threading.Condition()
         self._closing: APIError | None = None  # set when new jobs are refused
         self._deadline: float | None = None  # after this, running jobs are cancelled
@@ -189,20 +204,22 @@ class Scheduler:
     def _run(self) -> None:
         while True:
             with self._cond:
-                while not self._stop and not self._queue and not self._active:
+                while not self._stop and not self._queue and not self._active and not self._prompts:
                     self._cond.wait()
-                if self._stop and not self._active:
+                if self._stop and not self._active and not self._prompts:
                     return
                 if self._deadline is not None and time.monotonic() >= self._deadline:
                     assert self._closing is not None
-                    for a in self._active:
-                        a.job.cancel(self._closing)
+                    for job in [a.job for a in self._active] + [p.job for p in self._prompts]:
+                        job.cancel(self._closing)
                 admit = self._take_admissions()
-            for job, slot, reuse in admit:
+            for job, slot, _ in admit:
                 if slot is None:
                     self._work(job)
                 else:
-                    self._start(job, slot, reuse)
+                    self._start(job, slot)
+            if self._prompts:
+                self._prompt_step()
             if self._active:
                 t0 = time.perf_counter()
                 self._step()
@@ -234,25 +251,52 @@ class Scheduler:
             job.cancel()
             return True
 
-    def _start(self, job: Job, slot: Slot, reuse: int) -> None:
+    def _start(self, job: Job, slot: Slot) -> None:
         self._uses += 1
         slot.last_used = self._uses
-        gen = slot.generator
         try:
-            generation = gen.generate(job.prompt, job.sampling, max_tokens=job.max_tokens, constraint=job.constraint)
-            events, logits = generation.start()
+            generation = slot.generator.generate(job.prompt, job.sampling, max_tokens=job.max_tokens,
+                                                 constraint=job.constraint)
         except GptossError as e:
             self._release(slot)
             self._consumer_call(job, "failed", APIError(400, str(e), code="invalid_prompt"))
             return
+        self._prompts.append(_Prompt(job, slot, generation, generation.start_steps()))
+
+    def _prompt_step(self) -> None:
+        """The first waiting prompt one forward pass further; its job becomes active when it is done."""
+        p = self._prompts[0]
+        job = p.job
+        if job.cancelled:  # the client went away, or the server is stopping
+            self._prompts.popleft()
+            p.steps.close()
+            p.generation.interrupt()
+            self._release(p.slot)
+            if job.cancel_reason is not None:
+                self._consumer_call(job, "failed", job.cancel_reason)
+            elif p.generation.result is not None:
+                self._consumer_call(job, "finished", p.generation.result, False)
+            return
+        try:
+            next(p.steps)
+            return
+        except StopIteration as done:
+            events, logits = done.value
+        except GptossError as e:
+            self._prompts.popleft()
+            self._release(p.slot)
+            self._consumer_call(job, "failed", APIError(400, str(e), code="invalid_prompt"))
+            return
         except Exception as e:  # the model failed: this request fails, the server goes on
-            self._release(slot)
+            self._prompts.popleft()
+            self._release(p.slot)
             self._consumer_call(job, "failed", _internal(e))
             return
-        job.cached_tokens = next((e.cached_tokens for e in events if isinstance(e, PromptProcessed)), reuse)
+        self._prompts.popleft()
+        job.cached_tokens = next((e.cached_tokens for e in events if isinstance(e, PromptProcessed)), 0)
         self.metrics.prompt(len(job.prompt), job.cached_tokens or 0)
         self._consumer_call(job, "step", events, None)
-        self._active.append(_Active(job, slot, generation, logits))
+        self._active.append(_Active(job, p.slot, p.generation, logits))
         self.metrics.active = len(self._active)
 
     def _work(self, job: Job) -> None:
