@@ -14,11 +14,14 @@ Contract as the exact ``expert_matvec`` (matvec.py).
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from numba import njit
 
 from . import pieces, simd, simd_i16
 from .matvec import expert_matvec_kernel
-from .vector_dots import row_dot
+from .specialize import Hook, specialize
+from .vector_dots import row_dot, whole_blocks
 
 MX_STEP_BYTES = 34  # weight bytes per MXFP4 step (two blocks)
 Q8_STEP_BYTES = 34  # one Q8_0 block
@@ -26,14 +29,17 @@ PREFETCH = 1024  # bytes ahead of the step being multiplied
 _VECTORS = (simd_i16.vzero8, simd.vadd, simd.vsum)
 
 
-@njit(cache=True, inline="always")
-def _mx_at(acc, row, p, x):
-    return simd_i16.mx16_step(acc, row, p * MX_STEP_BYTES, x, p * simd_i16.MX_GROUP_BYTES)
+_step = Hook("one step: (acc, row, byte, prepared x, its byte) -> f32x8")
+_STEP = Hook("weight bytes per step")
+_XSTEP = Hook("prepared activation bytes per step")
 
 
-@njit(cache=True, inline="always")
-def _mx_steps(row, x):
-    return min(x.shape[0] // simd_i16.MX_GROUP_BYTES, row.shape[0] // MX_STEP_BYTES)
+def _at(acc, row, p, x):
+    return _step(acc, row, p * _STEP, x, p * _XSTEP)
+
+
+def _steps(row, x):
+    return min(x.shape[0] // _XSTEP, row.shape[0] // _STEP)
 
 
 @njit(cache=True, inline="always")
@@ -43,20 +49,16 @@ def _mx_last(row, x, p, s):
     return s
 
 
-@njit(cache=True, inline="always")
-def _q8_at(acc, row, p, x):
-    return simd_i16.q16_block(acc, row, p * Q8_STEP_BYTES, x, p * simd_i16.Q8_GROUP_BYTES)
+def _dot(name: str, step: Callable, step_bytes: int, x_bytes: int, tail: Callable = whole_blocks) -> Callable:
+    hooks = {"_step": step, "_STEP": step_bytes, "_XSTEP": x_bytes}
+    at = specialize(_at, f"{name}_step", hooks, inline="always")
+    steps = specialize(_steps, f"{name}_steps", {"_STEP": step_bytes, "_XSTEP": x_bytes}, inline="always")
+    return row_dot(name, at, accumulators=2, stride=step_bytes, ahead=PREFETCH, lines=2, tail=tail,
+                   vectors=_VECTORS, end=steps, inline=True)
 
 
-@njit(cache=True, inline="always")
-def _q8_steps(row, x):
-    return min(x.shape[0] // simd_i16.Q8_GROUP_BYTES, row.shape[0] // Q8_STEP_BYTES)
-
-
-dot_mxfp4_avx2 = row_dot("dot_mxfp4_avx2", _mx_at, accumulators=2, stride=MX_STEP_BYTES, ahead=PREFETCH, lines=2,
-                         tail=_mx_last, vectors=_VECTORS, end=_mx_steps, inline=True)
-dot_q8_0_avx2 = row_dot("dot_q8_0_avx2", _q8_at, accumulators=2, stride=Q8_STEP_BYTES, ahead=PREFETCH, lines=2,
-                        vectors=_VECTORS, end=_q8_steps, inline=True)
+dot_mxfp4_avx2 = _dot("dot_mxfp4_avx2", simd_i16.mx16_step, MX_STEP_BYTES, simd_i16.MX_GROUP_BYTES, _mx_last)
+dot_q8_0_avx2 = _dot("dot_q8_0_avx2", simd_i16.q16_block, Q8_STEP_BYTES, simd_i16.Q8_GROUP_BYTES)
 
 expert_matvec_mxfp4_avx2 = expert_matvec_kernel("expert_matvec_mxfp4_avx2", dot_mxfp4_avx2,
                                                 prepare=pieces.split16_mxfp4)

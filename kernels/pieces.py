@@ -148,74 +148,74 @@ _OFFSET = Hook("what makes the weights unsigned (K removes it)")
 _DIVISOR = Hook("S = s / this")
 
 
+_lay = Hook("one row's pieces into its prepared bytes: (row bytes, q0, q1, t, scales)")
+
+
 def _split(x):
     k, cols = x.shape
     nb = cols // 32
     out = np.zeros((k, _group_count(cols, _BLOCKS) * _BYTES), np.uint8)
     q0, q1 = np.empty(cols, np.int8), np.empty(cols, np.int8)
     t, scales = np.empty(cols, np.int32), np.empty(nb, np.float32)
-    lanes = _RUN // 4  # int32 lanes of a block: 4 values of each run
     for i in range(k):
-        row = out[i]
         if _same_as_previous(x, i):
-            row[:] = out[i - 1]
+            out[i] = out[i - 1]
             continue
         _row_pieces(x[i], scales, q0, q1, t)
-        pieces, ints, floats = row.view(np.int8), row.view(np.int32), row.view(np.float32)
-        for b in range(nb):
-            g, bb = b // _BLOCKS, b % _BLOCKS
-            o, a = g * _BYTES + _RUN * bb, b * 32
-            for h in range(32 // _RUN):  # run h of the block at byte 64 h of the piece's 64-byte vectors
-                pieces[o + 64 * h : o + 64 * h + _RUN] = q0[a + _RUN * h : a + _RUN * (h + 1)]
-                pieces[o + _P1 + 64 * h : o + _P1 + 64 * h + _RUN] = q1[a + _RUN * h : a + _RUN * (h + 1)]
-            w = g * (_BYTES // 4) + lanes * bb  # K and S: the group's last two 64-byte vectors
-            for lane in range(lanes):
-                u = 0
-                for h in range(32 // _RUN):
-                    j = a + _RUN * h + 4 * lane
-                    u += t[j] + t[j + 1] + t[j + 2] + t[j + 3]
-                ints[w + _BYTES // 4 - 32 + lane] = _OFFSET * u
-                floats[w + _BYTES // 4 - 16 + lane] = scales[b] / np.float32(_DIVISOR)
+        _lay(out[i], q0, q1, t, scales)
     return out
+
+
+def _lay_groups(row, q0, q1, t, scales):
+    """The VNNI layout: p0 and p1 in runs, then the offsets K and the scales S of each group."""
+    lanes = _RUN // 4  # int32 lanes of a block: 4 values of each run
+    pieces, ints, floats = row.view(np.int8), row.view(np.int32), row.view(np.float32)
+    for b in range(scales.shape[0]):
+        g, bb = b // _BLOCKS, b % _BLOCKS
+        o, a = g * _BYTES + _RUN * bb, b * 32
+        for h in range(32 // _RUN):  # run h of the block at byte 64 h of the piece's 64-byte vectors
+            pieces[o + 64 * h : o + 64 * h + _RUN] = q0[a + _RUN * h : a + _RUN * (h + 1)]
+            pieces[o + _P1 + 64 * h : o + _P1 + 64 * h + _RUN] = q1[a + _RUN * h : a + _RUN * (h + 1)]
+        w = g * (_BYTES // 4) + lanes * bb  # K and S: the group's last two 64-byte vectors
+        for lane in range(lanes):
+            u = 0
+            for h in range(32 // _RUN):
+                j = a + _RUN * h + 4 * lane
+                u += t[j] + t[j + 1] + t[j + 2] + t[j + 3]
+            ints[w + _BYTES // 4 - 32 + lane] = _OFFSET * u
+            floats[w + _BYTES // 4 - 16 + lane] = scales[b] / np.float32(_DIVISOR)
+
+
+def _lay_values(row, q0, q1, t, scales):
+    """The 16-bit layout: each block's 32 values t = 256 p0 + p1 as int16, then the group's S."""
+    values, floats = row.view(np.int16), row.view(np.float32)
+    for b in range(scales.shape[0]):
+        g, bb = b // _BLOCKS, b % _BLOCKS
+        o = g * (_BYTES // 2) + 32 * bb
+        for j in range(32):
+            values[o + j] = np.int16(t[b * 32 + j])
+        floats[g * (_BYTES // 4) + 16 * _BLOCKS + bb] = scales[b] / np.float32(_DIVISOR)
+
+
+def _splitter(name: str, lay: Callable, **layout) -> Callable:
+    """x [k, cols] float32 -> uint8 [k, groups * bytes]: each row's pieces laid out by ``lay``."""
+    bound = specialize(lay, f"{name}_row", {k: v for k, v in layout.items() if k in lay.__code__.co_names},
+                       inline="always")
+    return specialize(_split, name, {"_lay": bound, "_BLOCKS": layout["_BLOCKS"], "_BYTES": layout["_BYTES"]})
 
 
 #: x [k, cols] float32 -> uint8 [k, groups * 384]: the MXFP4 layout above (S is s / 512: 1/256 for p1, and
 #: the half of E8M0's 2^(e-128) that the products leave out).
-split_mxfp4 = specialize(_split, "split_mxfp4", {"_BLOCKS": MX_GROUP_BLOCKS, "_BYTES": MX_GROUP_BYTES, "_RUN": 16,
-                                                  "_P1": 128, "_OFFSET": MX_OFFSET, "_DIVISOR": 512.0})
+split_mxfp4 = _splitter("split_mxfp4", _lay_groups, _BLOCKS=MX_GROUP_BLOCKS, _BYTES=MX_GROUP_BYTES, _RUN=16,
+                        _P1=128, _OFFSET=MX_OFFSET, _DIVISOR=512.0)
 #: x [k, cols] float32 -> uint8 [k, groups * 256]: the Q8_0 layout above.
-split_q8_0 = specialize(_split, "split_q8_0", {"_BLOCKS": Q8_GROUP_BLOCKS, "_BYTES": Q8_GROUP_BYTES, "_RUN": 32,
-                                               "_P1": 64, "_OFFSET": Q8_OFFSET, "_DIVISOR": 256.0})
-
-
-def _split16(x):
-    k, cols = x.shape
-    nb = cols // 32
-    group = 68 * _BLOCKS  # bytes: _BLOCKS x 32 int16 values, then _BLOCKS float32 S
-    out = np.zeros((k, _group_count(cols, _BLOCKS) * group), np.uint8)
-    q0, q1 = np.empty(cols, np.int8), np.empty(cols, np.int8)
-    t, scales = np.empty(cols, np.int32), np.empty(nb, np.float32)
-    for i in range(k):
-        row = out[i]
-        if _same_as_previous(x, i):
-            row[:] = out[i - 1]
-            continue
-        _row_pieces(x[i], scales, q0, q1, t)
-        values, floats = row.view(np.int16), row.view(np.float32)
-        for b in range(nb):
-            g, bb = b // _BLOCKS, b % _BLOCKS
-            o = g * (group // 2) + 32 * bb
-            for j in range(32):
-                values[o + j] = np.int16(t[b * 32 + j])
-            floats[g * (group // 4) + 16 * _BLOCKS + bb] = scales[b] / np.float32(_DIVISOR)
-    return out
-
-
+split_q8_0 = _splitter("split_q8_0", _lay_groups, _BLOCKS=Q8_GROUP_BLOCKS, _BYTES=Q8_GROUP_BYTES, _RUN=32, _P1=64,
+                       _OFFSET=Q8_OFFSET, _DIVISOR=256.0)
 #: x [k, cols] float32 -> uint8 [k, groups * 136]: for the AVX2 products of simd_i16.py, each MXFP4 group of
 #: 2 blocks as their 64 values t = 256 p0 + p1 (int16, element order), then S = s / 512 of each block.
-split16_mxfp4 = specialize(_split16, "split16_mxfp4", {"_BLOCKS": 2, "_DIVISOR": 512.0})
+split16_mxfp4 = _splitter("split16_mxfp4", _lay_values, _BLOCKS=2, _BYTES=136, _DIVISOR=512.0)
 #: x [k, cols] float32 -> uint8 [k, blocks * 68]: the same for Q8_0, one block per group, S = s / 256.
-split16_q8_0 = specialize(_split16, "split16_q8_0", {"_BLOCKS": 1, "_DIVISOR": 256.0})
+split16_q8_0 = _splitter("split16_q8_0", _lay_values, _BLOCKS=1, _BYTES=68, _DIVISOR=256.0)
 
 
 @njit(cache=True)

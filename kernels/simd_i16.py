@@ -32,12 +32,9 @@ from llvmlite import ir
 from numba import types
 from numba.extending import intrinsic
 
-from .simd import E2M1_DOUBLED, _declare, _elem_ptr, _splat, f32x8
+from .simd import _F32, _I8, _I32, E2M1_DOUBLED, _declare, _elem_ptr, _splat, f32x8
 
-_I8 = ir.IntType(8)
 _I16 = ir.IntType(16)
-_I32 = ir.IntType(32)
-_F32 = ir.FloatType()
 _B16 = ir.VectorType(_I8, 16)
 _B32 = ir.VectorType(_I8, 32)
 _W16 = ir.VectorType(_I16, 16)

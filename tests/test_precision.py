@@ -110,6 +110,18 @@ def test_the_split_layouts_hold_the_rounded_values(type_name):
     assert np.array_equal(got, r)
 
 
+@pytest.mark.parametrize("type_name", ["mxfp4", "q8_0"])
+def test_the_16_bit_layouts_hold_the_rounded_values(type_name):
+    x = activations(np.random.default_rng(3), 2, 2880)
+    r = pieces.rounded_rows(x).astype(np.float64)
+    blocks, divisor, split = (2, 512, pieces.split16_mxfp4) if type_name == "mxfp4" else (1, 256, pieces.split16_q8_0)
+    v = split(x).reshape(2, -1, 68 * blocks)
+    t = np.ascontiguousarray(v[:, :, : 64 * blocks]).view(np.int16).reshape(2, -1, blocks, 32)
+    s = np.ascontiguousarray(v[:, :, 64 * blocks :]).view(np.float32).reshape(2, -1, blocks, 1) * divisor
+    got = (t.astype(np.float64) * s / 256).reshape(2, -1)[:, : x.shape[1]]
+    assert np.array_equal(got, r)
+
+
 # ---------------------------------------------------------------- the kernels
 
 
