@@ -9,8 +9,10 @@ broadcast: ``acc[r] += XT[k, 16 tokens] * W[r, k]`` is one FMA with a
 broadcast operand, 16 rows x 16 tokens are 16 accumulators that stay in
 registers, and nothing is summed horizontally. Where 32 tokens are left,
 8 rows x 32 tokens share each weight load between two vectors; the last 8
-tokens of a group use half-width vectors. Tasks run in parallel over tiles of
-16 weight rows.
+tokens of a group use half-width vectors (AVX-512: 32 registers). The ``ssse3``
+path (AVX2 and older: 16 registers, where those blocks spill) uses 4 rows x 16
+tokens in 8-lane vectors instead. Tasks run in parallel over tiles of 16 weight
+rows.
 
 Layouts (all float32, C-contiguous): ``XT [cols, n]`` with ``n`` a multiple
 of 8 (padding columns may hold anything; their outputs are ignored),
@@ -36,6 +38,7 @@ from .specialize import Hook, specialize
 
 ROWS = 16  # weight rows per task and per register block
 KC = 2944  # columns dequantized at a time (a multiple of 32): a whole 2880-wide row, 184 KiB per tile (L2)
+KS = 256  # columns per slice of the narrow blocks (XT's slice of 16 tokens: 16 KiB, L1)
 
 _load = Hook("token vector load: (array, flat index)")
 _fma = Hook("acc + token vector * broadcast weight")
@@ -179,6 +182,7 @@ def _block8x32(buf, kc, XT, k0, c0, outT, r0, rb):
 
 @njit(cache=True)
 def _tile_columns(buf, kc, XT, k0, outT, r0):
+    """The AVX-512 blocks: 16-lane vectors, 32 registers."""
     n = XT.shape[1]
     c0 = 0
     while c0 + 32 <= n:
@@ -190,6 +194,103 @@ def _tile_columns(buf, kc, XT, k0, outT, r0):
         c0 += 16
     if c0 < n:
         _block16x8(buf, kc, XT, k0, c0, outT, r0)
+
+
+@njit(cache=True)
+def _block4x16(tile, kn, XT, k0, c0, outT, r0):
+    """outT[r0 : r0+4, c0:c0+16] += tile[:4, :kn] @ XT[k0:k0+kn, c0:c0+16], row j of the tile at tile[j*KC:].
+
+    For 16 vector registers (AVX2): 8 accumulators, two token vectors and the broadcast
+    weight; the AVX-512 blocks above hold 32 ymm accumulators there and spill every FMA.
+    """
+    n = XT.shape[1]
+    o = r0 * n + c0
+    a00 = simd.tload8(outT, o + 0 * n + 0)
+    a01 = simd.tload8(outT, o + 0 * n + 8)
+    a10 = simd.tload8(outT, o + 1 * n + 0)
+    a11 = simd.tload8(outT, o + 1 * n + 8)
+    a20 = simd.tload8(outT, o + 2 * n + 0)
+    a21 = simd.tload8(outT, o + 2 * n + 8)
+    a30 = simd.tload8(outT, o + 3 * n + 0)
+    a31 = simd.tload8(outT, o + 3 * n + 8)
+    for k in range(kn):  # k >= 0 and constant row offsets: no index wraparound code
+        x0 = simd.tload8(XT, (k0 + k) * n + c0)
+        x1 = simd.tload8(XT, (k0 + k) * n + c0 + 8)
+        w = tile[0 * KC + k]
+        a00 = simd.tfma8(a00, x0, w)
+        a01 = simd.tfma8(a01, x1, w)
+        w = tile[1 * KC + k]
+        a10 = simd.tfma8(a10, x0, w)
+        a11 = simd.tfma8(a11, x1, w)
+        w = tile[2 * KC + k]
+        a20 = simd.tfma8(a20, x0, w)
+        a21 = simd.tfma8(a21, x1, w)
+        w = tile[3 * KC + k]
+        a30 = simd.tfma8(a30, x0, w)
+        a31 = simd.tfma8(a31, x1, w)
+    simd.tstore8(outT, o + 0 * n + 0, a00)
+    simd.tstore8(outT, o + 0 * n + 8, a01)
+    simd.tstore8(outT, o + 1 * n + 0, a10)
+    simd.tstore8(outT, o + 1 * n + 8, a11)
+    simd.tstore8(outT, o + 2 * n + 0, a20)
+    simd.tstore8(outT, o + 2 * n + 8, a21)
+    simd.tstore8(outT, o + 3 * n + 0, a30)
+    simd.tstore8(outT, o + 3 * n + 8, a31)
+
+
+@njit(cache=True)
+def _block8x8(tile, kn, XT, k0, c0, outT, r0):
+    """outT[r0 : r0+8, c0:c0+8] += tile[:8, :kn] @ XT[k0:k0+kn, c0:c0+8], as _block4x16."""
+    n = XT.shape[1]
+    o = r0 * n + c0
+    a0 = simd.tload8(outT, o + 0 * n)
+    a1 = simd.tload8(outT, o + 1 * n)
+    a2 = simd.tload8(outT, o + 2 * n)
+    a3 = simd.tload8(outT, o + 3 * n)
+    a4 = simd.tload8(outT, o + 4 * n)
+    a5 = simd.tload8(outT, o + 5 * n)
+    a6 = simd.tload8(outT, o + 6 * n)
+    a7 = simd.tload8(outT, o + 7 * n)
+    for k in range(kn):  # k >= 0 and constant row offsets: no index wraparound code
+        x = simd.tload8(XT, (k0 + k) * n + c0)
+        a0 = simd.tfma8(a0, x, tile[0 * KC + k])
+        a1 = simd.tfma8(a1, x, tile[1 * KC + k])
+        a2 = simd.tfma8(a2, x, tile[2 * KC + k])
+        a3 = simd.tfma8(a3, x, tile[3 * KC + k])
+        a4 = simd.tfma8(a4, x, tile[4 * KC + k])
+        a5 = simd.tfma8(a5, x, tile[5 * KC + k])
+        a6 = simd.tfma8(a6, x, tile[6 * KC + k])
+        a7 = simd.tfma8(a7, x, tile[7 * KC + k])
+    simd.tstore8(outT, o + 0 * n, a0)
+    simd.tstore8(outT, o + 1 * n, a1)
+    simd.tstore8(outT, o + 2 * n, a2)
+    simd.tstore8(outT, o + 3 * n, a3)
+    simd.tstore8(outT, o + 4 * n, a4)
+    simd.tstore8(outT, o + 5 * n, a5)
+    simd.tstore8(outT, o + 6 * n, a6)
+    simd.tstore8(outT, o + 7 * n, a7)
+
+
+@njit(cache=True)
+def _tile_columns_narrow(buf, kc, XT, k0, outT, r0):
+    """The ``ssse3`` path's blocks (AVX2 and older: 16 vector registers), 8-lane vectors.
+
+    The columns go in slices of KS so that the 16 tokens' slice of XT (16 KiB) stays in L1
+    for the four row blocks that read it.
+    """
+    n = XT.shape[1]
+    c0 = 0
+    while c0 + 16 <= n:
+        for ka in range(0, kc, KS):
+            kn = min(KS, kc - ka)
+            for rb in range(0, ROWS, 4):
+                _block4x16(buf[rb * KC + ka :], kn, XT, k0 + ka, c0, outT, r0 + rb)
+        c0 += 16
+    if c0 < n:
+        for ka in range(0, kc, KS):
+            kn = min(KS, kc - ka)
+            _block8x8(buf[ka:], kn, XT, k0 + ka, c0, outT, r0)
+            _block8x8(buf[8 * KC + ka :], kn, XT, k0 + ka, c0, outT, r0 + 8)
 
 
 @njit(cache=True, inline="always")
@@ -213,6 +314,7 @@ def deq_row_bf16_simd(row, k0, kc, dst):
 # only when its path is used, and cached).
 
 _deq_row = Hook("columns [k0, k0 + kc) of one stored row -> dst[:kc] as float32")
+_tile = Hook("the register blocks of one tile: (buf, kc, XT, k0, outT, r0)")
 
 
 def _token_lanes(w, XT, outT):
@@ -224,15 +326,18 @@ def _token_lanes(w, XT, outT):
             kc = min(KC, cols - k0)
             for r in range(min(ROWS, rows - r0)):
                 _deq_row(w[r0 + r], k0, kc, buf[r * KC : r * KC + KC])
-            _tile_columns(buf, kc, XT, k0, outT, r0)
+            _tile(buf, kc, XT, k0, outT, r0)
 
 
-def matmul_t_kernel(name: str, deq_row: Callable) -> Callable:
-    """The parallel ``outT += W @ XT`` of one row-range decoder."""
-    return specialize(_token_lanes, name, {"_deq_row": deq_row}, parallel=True)
+TILES = {"avx512": _tile_columns, "ssse3": _tile_columns_narrow}
 
 
-MATMUL_T_MXFP4 = {p: matmul_t_kernel(f"matmul_t_mxfp4_{p}", deq)
+def matmul_t_kernel(name: str, deq_row: Callable, path: str) -> Callable:
+    """The parallel ``outT += W @ XT`` of one row-range decoder, with ``path``'s register blocks."""
+    return specialize(_token_lanes, name, {"_deq_row": deq_row, "_tile": TILES[path]}, parallel=True)
+
+
+MATMUL_T_MXFP4 = {p: matmul_t_kernel(f"matmul_t_mxfp4_{p}", deq, p)
                   for p, deq in (("avx512", deq_row_mxfp4_avx512), ("ssse3", deq_row_mxfp4_ssse3))}
-matmul_t_q8_0 = matmul_t_kernel("matmul_t_q8_0", deq_row_q8_0_simd)
-matmul_t_bf16 = matmul_t_kernel("matmul_t_bf16", deq_row_bf16_simd)
+MATMUL_T_Q8_0 = {p: matmul_t_kernel(f"matmul_t_q8_0_{p}", deq_row_q8_0_simd, p) for p in TILES}
+MATMUL_T_BF16 = {p: matmul_t_kernel(f"matmul_t_bf16_{p}", deq_row_bf16_simd, p) for p in TILES}

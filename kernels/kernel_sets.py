@@ -92,7 +92,8 @@ def for_path(path: str, precision: str = "exact") -> KernelSet:
         expert_matvec[gt.Q8_0] = q8_fast.EXPERT_MATVEC_Q8_0[path]
         expert_matvec[gt.BF16] = q8_fast.EXPERT_MATVEC_BF16[path]
         matmul[gt.MXFP4] = mxfp4_fast.MATMUL[path]
-        matmul_t = {gt.MXFP4: gemm_t.MATMUL_T_MXFP4[path], gt.Q8_0: gemm_t.matmul_t_q8_0, gt.BF16: gemm_t.matmul_t_bf16}
+        matmul_t = {gt.MXFP4: gemm_t.MATMUL_T_MXFP4[path], gt.Q8_0: gemm_t.MATMUL_T_Q8_0[path],
+                    gt.BF16: gemm_t.MATMUL_T_BF16[path]}
     if path == "avx512":
         from . import mxfp4_few
 

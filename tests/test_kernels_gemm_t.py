@@ -83,3 +83,27 @@ def test_matmul_t_rejects_bad_layouts():
 
 def test_token_columns():
     assert [linear.token_columns(t) for t in (1, 8, 9, 16, 17)] == [8, 8, 16, 16, 24]
+
+
+@pytest.mark.skipif(not FAST, reason="no SIMD path on this CPU")
+def test_register_blocks_of_both_paths_sum_in_the_same_order():
+    """The ``ssse3`` path's narrow blocks (4 rows x 16 tokens, column slices) and the AVX-512 blocks
+    give the same bits: each output is the same sequential chain of FMAs over k.
+
+    Both are plain LLVM vectors, so both run on any x86 CPU with a SIMD path (Q8_0's decoder is
+    shared); widths above the 2944-column tile and the 256-column slice cover the partial ones.
+    """
+    from gptoss_kernels import gemm_t
+
+    rng = np.random.default_rng(11)
+    for rows, cols in [(40, 96), (16, 3072)]:
+        raw, _ = weights(rng, gt.Q8_0, rows, cols)
+        for n in (8, 16, 24, 32, 48, 56, 72):
+            xt = rng.standard_normal((cols, n)).astype(np.float32)
+            start = rng.standard_normal((linear._round16(rows), n)).astype(np.float32)
+            outs = []
+            for p in ("avx512", "ssse3"):
+                out_t = start.copy()
+                gemm_t.MATMUL_T_Q8_0[p](raw, xt, out_t)
+                outs.append(out_t[:rows])
+            assert np.array_equal(outs[0], outs[1]), (rows, cols, n)
