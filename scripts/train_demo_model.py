@@ -1,7 +1,7 @@
 """Train gptoss's built-in demo model and write it as gptoss_cli/data/demo.gguf.
 
     pip install -e ".[test]"          # torch (CPU) and transformers: development only
-    python scripts/train_demo_model.py [--steps 6000] [--out gptoss_cli/data/demo.gguf]
+    python scripts/train_demo_model.py [--steps 4800] [--out gptoss_cli/data/demo.gguf]
 
 A tiny gpt-oss (2 attention kinds over its layers, sinks, 4 experts with top-2
 routing, MXFP4 experts, the real o200k_harmony tokenizer with all 201088 ids) is
@@ -24,7 +24,7 @@ The result is saved as a Hugging Face checkpoint (bf16, experts as plain
 `gptoss convert` (experts to MXFP4), and quantized with `gptoss quantize ... q8_0`
 (dense weights to Q8_0, like ggml-org's files; the output matrix to MXFP4,
 which keeps the file under 25 MB beside the 13 MB tokenizer), then checked with gptoss's own
-runtime: greedy answers to random sums.
+runtime: greedy answers to random sums, and three-turn chats through the chat session.
 """
 
 from __future__ import annotations
@@ -292,7 +292,7 @@ def chat_accuracy(gguf_path: Path, chats: int, turns: int, seed: int) -> tuple[f
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--steps", type=int, default=3600, help="training steps (3600 made the packaged demo.gguf)")
+    ap.add_argument("--steps", type=int, default=4800, help="training steps (4800 made the packaged demo.gguf)")
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--seed", type=int, default=0)
@@ -300,9 +300,9 @@ def main() -> None:
     ap.add_argument("--state", type=Path, default=Path("demo-train-state.pt"),
                     help="where the trained weights are saved before export (reused with --skip-training)")
     ap.add_argument("--skip-training", action="store_true", help="export the weights saved in --state")
-    ap.add_argument("--multi-turn", action="store_true",
-                    help="also train on 2-3 turn chats rendered as `gptoss chat` renders them (the packaged "
-                    "demo.gguf was trained without; see README)")
+    ap.add_argument("--multi-turn", action=argparse.BooleanOptionalAction, default=True,
+                    help="also train on 2-3 turn chats rendered as `gptoss chat` renders them (as the packaged "
+                    "demo.gguf was; --no-multi-turn: one-turn conversations only, the demo before 2026-12-07)")
     ap.add_argument("--keep-checkpoint", type=Path, default=None, help="also keep the HF checkpoint here")
     args = ap.parse_args()
     torch.set_num_threads(2)
