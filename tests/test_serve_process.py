@@ -204,9 +204,10 @@ def test_seeded_requests_bit_identical_alone_or_batched(seeded_runs):
 
 def test_seeded_request_gives_what_gptoss_run_gives():
     """A seeded request samples the tokens `gptoss run` samples with that seed and prompt (both
-    computing the prompt afresh: no prompt cache). Temperature 2 makes the seeds matter."""
+    computing the prompt afresh: no prompt cache). Temperature 2 on a request the demo was not trained
+    to answer (its sums it writes the same way under any seed) makes the seeds matter."""
     s = ServeProcess("--no-prompt-cache")
-    question = "What is 12 + 7?"
+    question = "Write a poem about the sea."
     try:
         client = s.client()
         served, ran = [], []
