@@ -269,25 +269,13 @@ def greedy_accuracy(gguf_path: Path, n: int, seed: int) -> tuple[float, list[str
 def chat_accuracy(gguf_path: Path, chats: int, turns: int, seed: int) -> tuple[float, list[str]]:
     """Greedy `gptoss chat` conversations of `turns` sums each, through the chat session (earlier
     analysis dropped as chat drops it): the fraction of turns whose final answer holds the sum."""
+    from demo_checks import wrong_chat_turns
     from gptoss_cli import load_model
-    from gptoss_cli.chat.session import ChatSession, ChatSettings
 
-    lm = load_model(gguf_path)
     rng = random.Random(seed)
-    good, total, bad = 0, 0, []
-    for _ in range(chats):
-        session = ChatSession(lm.generator(), ChatSettings(temperature=0.0, max_tokens=80), date=demo_data.random_date(rng))
-        for _ in range(turns):
-            a, b = rng.randrange(100), rng.randrange(100)
-            session.add_user(f"What is {a} + {b}?")
-            result = session.start_reply().run()
-            session.commit(result)
-            total += 1
-            if f"= {a + b}" in result.final:
-                good += 1
-            else:
-                bad.append(f"turn {total}: {a} + {b}: {result.final!r}")
-    return good / total, bad
+    wrong = wrong_chat_turns(load_model(gguf_path), chats, turns, rng, lambda _: demo_data.random_date(rng))
+    bad = [f"turn {chat * turns + turn + 1}: {a} + {b}: {final!r}" for chat, turn, a, b, final in wrong]
+    return 1 - len(wrong) / (chats * turns), bad
 
 
 def main() -> None:

@@ -135,19 +135,8 @@ def test_models_lists_the_demo(demo, home):
 def test_three_turn_chats_are_right_at_every_turn(runtime):
     """Through the chat session (earlier analysis dropped, as `gptoss chat` renders it): 10 chats of
     three sums each, greedy, every turn's final answer holds its sum."""
-    from gptoss_cli.chat.session import ChatSession, ChatSettings
+    from demo_checks import wrong_chat_turns
 
     model, _ = runtime
-    rng = random.Random(2026)
-    wrong = []
-    for chat in range(10):
-        session = ChatSession(model.generator(), ChatSettings(temperature=0.0, max_tokens=80),
-                              date=f"2026-{1 + chat:02d}-{10 + chat:02d}")
-        for turn in range(3):
-            a, b = rng.randrange(100), rng.randrange(100)
-            session.add_user(f"What is {a} + {b}?")
-            result = session.start_reply().run()
-            session.commit(result)
-            if f"= {a + b}" not in result.final:
-                wrong.append((chat, turn, a, b, result.final))
+    wrong = wrong_chat_turns(model, 10, 3, random.Random(2026), lambda chat: f"2026-{1 + chat:02d}-{10 + chat:02d}")
     assert not wrong, wrong
