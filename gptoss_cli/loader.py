@@ -282,8 +282,9 @@ def load_model(
     prefixes in prompt_cache.default_dir(), a path puts them there, False
     keeps none. warm_up=True builds the tokenizer now and runs the kernels once,
     compiling them if they never ran here (load_s counts the file, the tokenizer
-    and loading the kernels' cached machine code; a compile's seconds are compile_s). notice() is told about a slow first
-    compile and about a damaged cache entry that is deleted and rebuilt.
+    and loading the kernels' cached machine code; a compile's seconds are
+    compile_s). notice() is told about a slow first compile and about a damaged
+    cache entry that is deleted and rebuilt.
     precision: "fast" (the default: the MXFP4 and Q8_0 products take activations
     rounded to two 8-bit pieces per block, about 1e-4 of the logits' spread) or
     "exact" (float32 activations throughout); docs/design.md §2.8.
