@@ -3,10 +3,8 @@
 Numba compiles a kernel the first time it runs and keeps the machine code in
 its on-disk cache. gptoss runs every kernel once right after loading (a
 2-token prompt and one decode step), so that the compile happens before the
-user's prompt, with a notice, instead of in the middle of the first answer, and
-so that later starts load the cached machine code as part of loading, not of the
-first prompt. A marker file keyed by `kernel_fingerprint` records that the first
-compile was done (later warm-ups are silent).
+user's prompt, with a notice, instead of in the middle of the first answer.
+A marker file keyed by `kernel_fingerprint` records that the warm-up was done.
 """
 
 from __future__ import annotations
@@ -80,24 +78,20 @@ def ensure_compiled(
     notice_delay: float = 0.5,
     batched: bool = False,
 ) -> float | None:
-    """Run the kernels once, compiling them if they never ran here; returns the compile's seconds (None: no compile).
+    """Compile the kernels now if they never ran here; returns the compile's seconds (None: no compile).
 
     batched: the kernels of a decode step of several sequences (`gptoss serve` with 2+ slots), which a
     single conversation never runs; they have a marker of their own.
 
-    The kernels always run once, so that loading Numba's machine code is part of
-    loading, not of the first prompt's speed. When the marker is missing (Numba
-    compiles them, or finds them in its cache) and that takes longer than
-    notice_delay, notice() is told "compiling kernels, first run only ..." while
-    it runs and how long it took when it is done; with the marker nothing is said.
+    When the marker is missing the kernels run once (Numba compiles them, or
+    loads them from its cache). If that takes longer than notice_delay,
+    notice() is told "compiling kernels, first run only ..." while it runs and
+    how long it took when it is done.
     """
     mdir = Path(marker_dir) if marker_dir is not None else compile_marker_dir()
     fingerprint = kernel_fingerprint(weight_types, getattr(model, "precision", "fast"))
     marker = mdir / f"gptoss-compiled-{fingerprint}{'-batched' if batched else ''}"
     if marker.exists():
-        # Compiled before: Numba still loads the machine code from its cache on each
-        # kernel's first call (about 0.2 s), which is loading, not the first prompt.
-        warm_up(model, batched)
         return None
     told = threading.Event()
 

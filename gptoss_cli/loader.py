@@ -280,11 +280,10 @@ def load_model(
     weights=False opens the file for its tokenizer alone (no weight checks, no
     Numba). prompt_cache: True keeps the vocabulary and snapshots of prompt
     prefixes in prompt_cache.default_dir(), a path puts them there, False
-    keeps none. warm_up=True builds the tokenizer now and runs the kernels once,
-    compiling them if they never ran here (load_s counts the file, the tokenizer
-    and loading the kernels' cached machine code; a compile's seconds are
-    compile_s). notice() is told about a slow first compile and about a damaged
-    cache entry that is deleted and rebuilt.
+    keeps none. warm_up=True builds the tokenizer now and compiles the kernels
+    if they never ran here (load_s counts the file and the tokenizer; the
+    compile's seconds are compile_s). notice() is told about a slow first
+    compile and about a damaged cache entry that is deleted and rebuilt.
     precision: "fast" (the default: the MXFP4 and Q8_0 products take activations
     rounded to two 8-bit pieces per block, about 1e-4 of the logits' spread) or
     "exact" (float32 activations throughout); docs/design.md §2.8.
@@ -321,9 +320,9 @@ def load_model(
             lm._apply_threads()
         if warm_up:
             lm.tokenizer  # noqa: B018 - built now, so that load_s counts it and its errors come first
+        lm.load_s = time.perf_counter() - t0
         if warm_up and weights:
             lm.ensure_compiled(notice, marker_dir)
-        lm.load_s = time.perf_counter() - t0 - (lm.compile_s or 0.0)
     except BaseException:
         if pager is not None:
             pager.close()
